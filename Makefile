@@ -1,0 +1,30 @@
+# Two entry points (see README): `make run` runs the default pipeline, `make test` runs the tests.
+# Both create the virtual environment .venv on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-all bench clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -c "import open_clip, torchvision, msae; print('open_clip', open_clip.__version__, 'ok')"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores all
+
+# pytest exits 5 when it collects no test: that is a failure here, not a pass.
+test: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

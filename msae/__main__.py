@@ -1,0 +1,5 @@
+import sys
+
+from msae.cli import main
+
+sys.exit(main())

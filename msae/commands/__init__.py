@@ -1,0 +1,1 @@
+"""Subcommands of `msae`, one module per stage (discovered by msae.cli)."""

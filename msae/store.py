@@ -1,0 +1,227 @@
+"""The embedding Parquet contract shared by every stage (DESIGN §3).
+
+One row per item: `id` (unique string), `embedding` (fixed-size list of float32, length d) and
+optional `label`, `text`, `path` and ground-truth `attr_<name>` columns. The schema metadata key
+`msae` holds JSON describing where the vectors came from (model, pretrained, modality, dim,
+dataset, split, count, msae version), so a later stage can refuse to mix backbones.
+
+Files are written to a temporary name and renamed; readers validate the dimension and refuse
+NaN/inf rows, naming the offending ids. Large files can be streamed by record batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from msae import __version__
+from msae.errors import MsaeError
+from msae.io import atomic_path
+
+META_KEY = b"msae"
+REQUIRED_META = ("model", "pretrained", "modality", "dim", "dataset", "split")
+MODALITIES = ("image", "text")
+RESERVED = ("id", "embedding")
+
+
+@dataclass
+class EmbeddingSet:
+    """Embeddings with their ids, metadata and any extra columns, aligned by row."""
+
+    ids: np.ndarray  # object array of str, shape [N]
+    embeddings: np.ndarray  # float32, shape [N, d]
+    meta: dict[str, Any]
+    columns: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def attributes(self) -> list[str]:
+        """Names of the ground-truth attributes present (`attr_color` -> `color`)."""
+        return [c[len("attr_") :] for c in self.columns.columns if c.startswith("attr_")]
+
+
+def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise MsaeError(f"{where}: embedding metadata lacks {', '.join(missing)}")
+    if meta["modality"] not in MODALITIES:
+        raise MsaeError(f"{where}: modality must be one of {MODALITIES}, got {meta['modality']!r}")
+
+
+def _nonfinite_error(where: str, ids: np.ndarray, bad_rows: np.ndarray) -> MsaeError:
+    shown = ", ".join(str(ids[i]) for i in bad_rows[:10])
+    more = f" (and {len(bad_rows) - 10} more)" if len(bad_rows) > 10 else ""
+    return MsaeError(f"{where}: {len(bad_rows)} row(s) contain NaN or inf, ids: {shown}{more}")
+
+
+def _check_finite(where: str, ids: np.ndarray, embeddings: np.ndarray) -> None:
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        raise _nonfinite_error(where, ids, np.flatnonzero(~finite))
+
+
+def embedding_table(
+    ids: Sequence[str] | np.ndarray,
+    embeddings: np.ndarray,
+    meta: Mapping[str, Any],
+    columns: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
+) -> pa.Table:
+    """Build the Arrow table of the contract (validated), without writing it."""
+    where = f"embeddings of {meta.get('dataset', '?')}/{meta.get('split', '?')}"
+    emb = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
+    if emb.ndim != 2:
+        raise MsaeError(f"{where}: embeddings must be 2-D [N, d], got shape {emb.shape}")
+    id_arr = np.asarray([str(i) for i in ids], dtype=object)
+    if len(id_arr) != emb.shape[0]:
+        raise MsaeError(f"{where}: {len(id_arr)} ids for {emb.shape[0]} embeddings")
+    if len(pd.unique(id_arr)) != len(id_arr):
+        dup = pd.Series(id_arr)[pd.Series(id_arr).duplicated()].unique()[:10]
+        raise MsaeError(f"{where}: duplicate ids: {', '.join(map(str, dup))}")
+    _check_finite(where, id_arr, emb)
+    full_meta = dict(meta)
+    full_meta["dim"] = int(emb.shape[1])
+    full_meta["count"] = int(emb.shape[0])
+    full_meta.setdefault("msae_version", __version__)
+    _validate_meta(full_meta, where)
+    arrays: dict[str, pa.Array] = {
+        "id": pa.array(id_arr.tolist(), type=pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+    }
+    frame = pd.DataFrame(columns) if columns is not None else pd.DataFrame()
+    for name in frame.columns:
+        if name in RESERVED:
+            raise MsaeError(f"{where}: extra column {name!r} clashes with a reserved column")
+        if len(frame[name]) != len(id_arr):
+            raise MsaeError(f"{where}: column {name!r} has {len(frame[name])} rows for {len(id_arr)} ids")
+        arrays[str(name)] = pa.array(frame[name].tolist())
+    table = pa.table(arrays)
+    return table.replace_schema_metadata({META_KEY: json.dumps(full_meta, sort_keys=True).encode()})
+
+
+def write_embeddings(
+    path: str | os.PathLike[str],
+    ids: Sequence[str] | np.ndarray,
+    embeddings: np.ndarray,
+    meta: Mapping[str, Any],
+    columns: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
+    row_group_size: int = 65536,
+) -> Path:
+    """Write an embedding store atomically. `meta` needs model, pretrained, modality, dataset,
+    split; dim, count and msae_version are filled in."""
+    table = embedding_table(ids, embeddings, meta, columns)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_size)
+    return Path(path)
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `msae` metadata of a store, validated; a clear error if the file is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise MsaeError(f"{p}: embedding file not found")
+    try:
+        schema = pq.read_schema(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MsaeError(f"{p}: not a readable Parquet file ({exc})") from exc
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise MsaeError(f"{p}: Parquet file has no 'msae' metadata; write it with msae embed")
+    for col in RESERVED:
+        if col not in schema.names:
+            raise MsaeError(f"{p}: missing required column {col!r}")
+    meta = json.loads(raw)
+    _validate_meta(meta, str(p))
+    return meta
+
+
+def _to_numpy(column: pa.ChunkedArray | pa.Array, dim: int, where: str) -> np.ndarray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_fixed_size_list(arr.type) or arr.type.list_size != dim:
+        raise MsaeError(f"{where}: column 'embedding' is {arr.type}, expected fixed_size_list<float>[{dim}]")
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(len(arr), dim).astype(np.float32, copy=False))
+
+
+def _extra_names(schema: pa.Schema, columns: Sequence[str] | None, where: str) -> list[str]:
+    available = [n for n in schema.names if n not in RESERVED]
+    if columns is None:
+        return available
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise MsaeError(f"{where}: missing column(s) {', '.join(missing)} (has: {', '.join(available) or 'none'})")
+    return list(columns)
+
+
+def read_embeddings(
+    path: str | os.PathLike[str],
+    columns: Sequence[str] | None = None,
+    expect_dim: int | None = None,
+    check_finite: bool = True,
+) -> EmbeddingSet:
+    """Read a whole store. `columns=None` loads every extra column, `[]` none."""
+    p = Path(path)
+    meta = read_meta(p)
+    dim = int(meta["dim"])
+    if expect_dim is not None and dim != expect_dim:
+        raise MsaeError(f"{p}: embeddings have dim {dim}, expected {expect_dim}")
+    names = _extra_names(pq.read_schema(p), columns, str(p))
+    table = pq.read_table(p, columns=["id", "embedding", *names])
+    if table.num_rows == 0:
+        raise MsaeError(f"{p}: the embedding file is empty (0 rows)")
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    emb = _to_numpy(table.column("embedding"), dim, str(p))
+    if check_finite:
+        _check_finite(str(p), ids, emb)
+    extra = table.select(names).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
+    return EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
+
+
+def iter_embeddings(
+    path: str | os.PathLike[str],
+    batch_rows: int = 65536,
+    columns: Sequence[str] = (),
+    check_finite: bool = True,
+) -> Iterator[EmbeddingSet]:
+    """Stream a store in record batches of at most `batch_rows` rows, for data larger than memory."""
+    p = Path(path)
+    meta = read_meta(p)
+    dim = int(meta["dim"])
+    handle = pq.ParquetFile(p)
+    names = _extra_names(handle.schema_arrow, columns, str(p))
+    for batch in handle.iter_batches(batch_size=batch_rows, columns=["id", "embedding", *names]):
+        ids = np.asarray(batch.column(0).to_pylist(), dtype=object)
+        emb = _to_numpy(batch.column(1), dim, str(p))
+        if check_finite:
+            _check_finite(str(p), ids, emb)
+        extra = pa.Table.from_batches([batch]).select(names).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
+        yield EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
+
+
+def count_rows(path: str | os.PathLike[str]) -> int:
+    """Number of rows, from the Parquet footer (no data read)."""
+    read_meta(path)
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def same_backbone(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> bool:
+    """True when two stores were embedded by the same model and weights."""
+    return (meta_a.get("model"), meta_a.get("pretrained")) == (meta_b.get("model"), meta_b.get("pretrained"))
+
+
+def describe_backbone(meta: Mapping[str, Any]) -> str:
+    """'model/pretrained' for error messages."""
+    return f"{meta.get('model')}/{meta.get('pretrained')}"

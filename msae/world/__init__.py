@@ -1,0 +1,1 @@
+"""The offline synthetic world: rendered shapes with known attributes, captions, and a tiny CLIP."""
