@@ -166,6 +166,16 @@ def _extra_names(schema: pa.Schema, columns: Sequence[str] | None, where: str) -
     return list(columns)
 
 
+def _embedding_set(table: pa.Table, names: Sequence[str], meta: dict[str, Any], where: str, check_finite: bool) -> EmbeddingSet:
+    """Turn an Arrow table of the contract (id, embedding, *names) into an EmbeddingSet."""
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    emb = _to_numpy(table.column("embedding"), int(meta["dim"]), where)
+    if check_finite:
+        _check_finite(where, ids, emb)
+    extra = table.select(list(names)).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
+    return EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
+
+
 def read_embeddings(
     path: str | os.PathLike[str],
     columns: Sequence[str] | None = None,
@@ -182,12 +192,7 @@ def read_embeddings(
     table = pq.read_table(p, columns=["id", "embedding", *names])
     if table.num_rows == 0:
         raise MsaeError(f"{p}: the embedding file is empty (0 rows)")
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    emb = _to_numpy(table.column("embedding"), dim, str(p))
-    if check_finite:
-        _check_finite(str(p), ids, emb)
-    extra = table.select(names).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
-    return EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
+    return _embedding_set(table, names, meta, str(p), check_finite)
 
 
 def iter_embeddings(
@@ -199,16 +204,10 @@ def iter_embeddings(
     """Stream a store in record batches of at most `batch_rows` rows, for data larger than memory."""
     p = Path(path)
     meta = read_meta(p)
-    dim = int(meta["dim"])
     handle = pq.ParquetFile(p)
     names = _extra_names(handle.schema_arrow, columns, str(p))
     for batch in handle.iter_batches(batch_size=batch_rows, columns=["id", "embedding", *names]):
-        ids = np.asarray(batch.column(0).to_pylist(), dtype=object)
-        emb = _to_numpy(batch.column(1), dim, str(p))
-        if check_finite:
-            _check_finite(str(p), ids, emb)
-        extra = pa.Table.from_batches([batch]).select(names).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
-        yield EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
+        yield _embedding_set(pa.Table.from_batches([batch]), names, meta, str(p), check_finite)
 
 
 def count_rows(path: str | os.PathLike[str]) -> int:
@@ -225,3 +224,25 @@ def same_backbone(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any]) -> bool:
 def describe_backbone(meta: Mapping[str, Any]) -> str:
     """'model/pretrained' for error messages."""
     return f"{meta.get('model')}/{meta.get('pretrained')}"
+
+
+def count_row_groups(path: str | os.PathLike[str]) -> int:
+    """Number of Parquet row groups (the unit a shuffled stream can visit in random order)."""
+    read_meta(path)
+    return int(pq.ParquetFile(path).num_row_groups)
+
+
+def iter_row_groups(
+    path: str | os.PathLike[str],
+    order: Sequence[int],
+    columns: Sequence[str] = (),
+    check_finite: bool = True,
+) -> Iterator[EmbeddingSet]:
+    """Yield whole row groups in the given order (e.g. a seeded permutation for shuffled epochs)."""
+    p = Path(path)
+    meta = read_meta(p)
+    handle = pq.ParquetFile(p)
+    names = _extra_names(handle.schema_arrow, columns, str(p))
+    for index in order:
+        table = handle.read_row_group(int(index), columns=["id", "embedding", *names])
+        yield _embedding_set(table, names, meta, str(p), check_finite)

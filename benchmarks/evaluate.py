@@ -1,0 +1,132 @@
+"""Benchmark `msae evaluate`: seconds per metric family and peak memory on CLIP-sized data.
+
+Synthetic CLIP-like embeddings (d = 512, low-rank clusters + noise, 10 labelled classes) and a
+Matryoshka SAE with n = 4096 latents (nesting 64 ... 4096, so 7 distinct encodings: dense, sparse
+k=64 and progressive 128 ... 2048), weights random but biased so ~20% of the dense latents fire, as
+a trained MSAE's dense path. Each size runs in a fresh process so its peak RSS is its own.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py [--rows 100000 20000] [--threads 2]
+
+Prints a table and merges its runs into benchmarks/results/evaluate.json (replacing earlier runs of
+the same size and CKNNA cap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.json"
+D, N_LATENTS, CLASSES, PROBE_ROWS = 512, 4096, 10, 20000
+
+CHILD = r"""
+import json, resource, sys, time
+import torch
+from msae.evaluate import EvalOptions, evaluate
+from msae.runtime import configure_torch
+from msae.sae import load
+configure_torch(int(sys.argv[4]))
+start = time.perf_counter()
+sae = load(sys.argv[1])
+res = evaluate(sae, sys.argv[2], EvalOptions(probe_train=sys.argv[3], cknna_max_batches=int(sys.argv[5]) or None, progress=False))
+wall = time.perf_counter() - start
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "seconds": res.seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+                  "dense": res.metrics["dense"], "sparse_fvu": res.metrics["sparse"]["fvu"], "lp_kl": res.metrics["lp_kl"]}))
+"""
+
+
+def _make_inputs(work: Path, rows: int, seed: int = 0) -> tuple[Path, Path, Path]:
+    import numpy as np
+    import torch
+
+    from msae import store
+    from msae.sae import SparseAutoencoder, make_config, save
+
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(64, D)) / 8
+    centres = rng.normal(size=(CLASSES, 64))
+    meta = {"model": "bench", "pretrained": "synthetic", "modality": "image", "dataset": "bench", "split": "eval"}
+
+    def embeddings(n: int) -> tuple[np.ndarray, list[str]]:
+        labels = rng.integers(0, CLASSES, size=n)
+        x = (centres[labels] + rng.normal(size=(n, 64))) @ basis + 0.05 * rng.normal(size=(n, D)) + 0.2
+        return x.astype(np.float32), [f"class{v}" for v in labels]
+
+    x, labels = embeddings(rows)
+    eval_path = store.write_embeddings(work / f"eval_{rows}.parquet", [f"e{i}" for i in range(rows)], x, meta, {"label": labels})
+    xt, lt = embeddings(PROBE_ROWS)
+    train_path = store.write_embeddings(work / "train.parquet", [f"t{i}" for i in range(PROBE_ROWS)], xt, {**meta, "split": "train"}, {"label": lt})
+    torch.manual_seed(seed)
+    model = SparseAutoencoder(make_config("matryoshka", D, N_LATENTS / D))
+    with torch.no_grad():
+        model.W_dec.copy_(torch.nn.functional.normalize(torch.randn(N_LATENTS, D), dim=1))
+        model.W_enc.copy_(model.W_dec.T / D**0.5)
+        mean = torch.tensor(x[:10000].mean(0))
+        model.set_statistics(mean, 1.0 / float((torch.tensor(x[:10000]) - mean).norm(dim=1).mean() / D**0.5))
+        a = model.pre_activation(torch.tensor(x[:2000]))
+        model.b_enc.sub_(torch.quantile(a, 0.8, dim=0))  # ~20% of the dense latents fire
+    sae_dir = save(model, work / "sae", {"final_dead_latents": 0})
+    return sae_dir, eval_path, train_path
+
+
+def _run(rows: int, threads: int, cknna_max_batches: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="msae-bench-eval-") as tmp:
+        sae_dir, eval_path, train_path = _make_inputs(Path(tmp), rows)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(sae_dir), str(eval_path), str(train_path), str(threads), str(cknna_max_batches)],
+            capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+        )
+        if proc.returncode:
+            raise SystemExit(proc.stderr)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["process_s"] = time.perf_counter() - start
+        out["rows"] = rows
+        out["cknna_max_batches"] = cknna_max_batches or "all"
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[20000, 100000], help="evaluation set sizes")
+    parser.add_argument("--cknna-max-batches", type=int, nargs="+", default=[0],
+                        help="per --rows entry (or one for all): CKNNA batches per path, 0 = all (the paper)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS) of the evaluated process")
+    args = parser.parse_args()
+    caps = args.cknna_max_batches * len(args.rows) if len(args.cknna_max_batches) == 1 else args.cknna_max_batches
+    if len(caps) != len(args.rows):
+        raise SystemExit("--cknna-max-batches: give one value or one per --rows entry")
+    runs = [_run(rows, args.threads, cap) for rows, cap in zip(args.rows, caps)]
+    families = sorted({k for r in runs for k in r["seconds"]})
+    print(f"{'rows':16s}" + "".join(f"{r['rows']:>12,d}" for r in runs))
+    print(f"{'cknna batches':16s}" + "".join(f"{r['cknna_max_batches']!s:>12s}" for r in runs))
+    for fam in families:
+        print(f"{fam:16s}" + "".join(f"{r['seconds'].get(fam, 0.0):12.1f}" for r in runs))
+    for r in runs:
+        r["total_excl_probe_train_s"] = r["wall_s"] - r["seconds"].get("probe_train", 0.0)
+    print(f"{'total-probe_train':16s}" + "".join(f"{r['total_excl_probe_train_s']:12.1f}" for r in runs))
+    print(f"{'process CPU s':16s}" + "".join(f"{r.get('cpu_s', float('nan')):12.1f}" for r in runs))
+    print(f"{'peak RSS (MB)':16s}" + "".join(f"{r['peak_rss_mb']:12.0f}" for r in runs))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
+    measured = {(r["rows"], r["cknna_max_batches"]) for r in runs}
+    runs = [r for r in previous if (r["rows"], r.get("cknna_max_batches", "all")) not in measured] + runs
+    RESULTS.write_text(json.dumps({
+        "benchmark": "msae evaluate, matryoshka n=4096 (7 encodings), d=512, cknna_batch=10000, probe train 20k rows",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
+                    "note": "shared 2-core machine, other jobs running; no GPU"},
+        "runs": runs,
+    }, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Concept extraction: name SAE latents from a vocabulary, decide which names are valid, score
+them against known attributes and show their top images (naming, activity, validity,
+groundtruth, gallery; `extract_concepts` runs the stage)."""
+
+from msae.concepts.extract import extract_concepts
+from msae.concepts.naming import GAPS, METHODS, Ranking, null_distinctness, rank_terms
+from msae.concepts.validity import ValidityRule
+
+__all__ = ["GAPS", "METHODS", "Ranking", "ValidityRule", "extract_concepts", "null_distinctness", "rank_terms"]

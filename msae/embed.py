@@ -1,0 +1,419 @@
+"""`msae embed`: run a CLIP backbone over a source and write the embedding store (DESIGN §3).
+
+The work is cut into fixed chunks of the (sharded) catalogue. Each finished chunk is written to a
+sidecar folder `OUT.parts/` before the next starts, so an interrupted run resumes where it stopped;
+the final store is assembled from the chunks in order, written atomically, and only then are the
+parts removed. Images are decoded by DataLoader workers in parallel with the forward pass.
+Unreadable images are skipped and listed in `OUT.skipped.csv`; too many of them fail the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from msae import __version__
+from msae.backbone import Backbone, SplitPreprocess, batched, combine_prompts, load_backbone
+from msae.errors import MsaeError
+from msae.io import atomic_path, write_text_atomic
+from msae.sources import Catalogue, ImageRef, decode_image
+from msae.store import META_KEY, describe_backbone, read_meta, same_backbone, write_embeddings
+
+SKIPPED_COLUMNS = ("id", "path", "error")
+PLAN_FILE = "plan.json"
+
+
+def parts_dir(out: Path) -> Path:
+    """Sidecar folder of finished chunks, next to the output."""
+    return out.with_name(out.name + ".parts")
+
+
+def skipped_path(out: Path) -> Path:
+    """Sidecar list of skipped images: OUT with suffix .skipped.csv."""
+    return out.with_suffix(".skipped.csv")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' (0 <= i < n) -> (i, n)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as exc:
+        raise MsaeError(f"--shard {text}: expected i/n, e.g. 0/4") from exc
+    if count < 1 or not 0 <= index < count:
+        raise MsaeError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:
+    """Contiguous slice of shard `index` of `count`: shards in order concatenate to the whole."""
+    return total * index // count, total * (index + 1) // count
+
+
+def default_workers() -> int:
+    """Leave one core to the forward pass; a few decoders are enough to keep up."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+@dataclass
+class EmbedSummary:
+    out: Path
+    rows: int
+    skipped: int
+    seconds: float
+    resumed_chunks: int
+    notes: list[str] = field(default_factory=list)
+
+
+class _ImageItems(Dataset):
+    """Decodes and preprocesses one image per index; a failure becomes an error string so one
+    bad file never kills a worker."""
+
+    def __init__(self, refs: Sequence[ImageRef], data_path: SplitPreprocess) -> None:
+        self.refs = refs
+        self.data_path = data_path
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return index, self.data_path.prepare(decode_image(self.refs[index])), None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable image"
+            return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def image_batches(
+    images: Sequence[ImageRef],
+    data_path: SplitPreprocess,
+    batches: list[list[int]],
+    workers: int | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches (indices, uint8 pixels or None, [(index, error)]) in the given order, decoded by
+    `workers` processes (None: `default_workers()`, 0: in this process)."""
+    n_workers = default_workers() if workers is None else workers
+    return DataLoader(
+        _ImageItems(images, data_path),
+        batch_sampler=batches,
+        num_workers=n_workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if n_workers else None,
+    )
+
+
+def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+    good = [(i, t) for i, t, _ in items if t is not None]
+    bad = [(i, e) for i, t, e in items if t is None]
+    pixels = torch.stack([t for _, t in good]) if good else None
+    return [i for i, _ in good], pixels, bad
+
+
+def _fingerprint(catalogue: Catalogue, model: str, pretrained: str, chunk_rows: int) -> str:
+    """Identity of the work: resumed chunks are only reused for exactly the same job."""
+    digest = hashlib.sha256()
+    payload = catalogue.images if catalogue.images is not None else catalogue.prompts
+    digest.update(json.dumps([model, pretrained, catalogue.modality, chunk_rows]).encode())
+    for item_id, item in zip(catalogue.ids, payload):
+        digest.update(json.dumps([item_id, str(item)]).encode())
+    return digest.hexdigest()
+
+
+class _Parts:
+    """The OUT.parts/ folder: chunk-<c>.parquet (if it has rows) then chunk-<c>.json (done marker
+    with the row count and skipped items), written in that order, each atomically."""
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder = folder
+        plan = folder / PLAN_FILE
+        if folder.exists() and (not plan.exists() or json.loads(plan.read_text()).get("fingerprint") != fingerprint):
+            print(f"msae embed: {folder} is from a different job; starting afresh", file=sys.stderr)
+            shutil.rmtree(folder)
+        if not plan.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(plan, json.dumps({"fingerprint": fingerprint}) + "\n")
+
+    def data(self, chunk: int) -> Path:
+        return self.folder / f"chunk-{chunk:06d}.parquet"
+
+    def marker(self, chunk: int) -> Path:
+        return self.folder / f"chunk-{chunk:06d}.json"
+
+    def done(self, chunk: int) -> dict | None:
+        marker = self.marker(chunk)
+        return json.loads(marker.read_text()) if marker.exists() else None
+
+    def write(self, chunk: int, catalogue: Catalogue, rows: list[int], vectors: np.ndarray, skipped: list[list[str]], meta: dict) -> None:
+        if rows:  # ascending: the loader keeps the catalogue's order
+            write_embeddings(
+                self.data(chunk),
+                [catalogue.ids[i] for i in rows],
+                vectors,
+                meta,
+                catalogue.columns.iloc[rows] if len(catalogue.columns.columns) else None,
+            )
+        write_text_atomic(self.marker(chunk), json.dumps({"rows": len(rows), "skipped": skipped}) + "\n")
+
+
+def _write_skipped(path: Path, skipped: list[list[str]]) -> None:
+    """The sidecar list of skipped images, or no file at all when nothing was skipped."""
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SKIPPED_COLUMNS)
+    writer.writerows(skipped)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def concatenate_stores(inputs: Sequence[Path], out: Path, meta: dict[str, Any]) -> int:
+    """Stream stores into one (atomically) in the given order, with `meta` as its metadata
+    (dim, count and msae_version filled in). Memory stays at one record batch."""
+    schemas = [pq.read_schema(p).remove_metadata() for p in inputs]
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    dim = schema.field("embedding").type.list_size
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
+    full = {**meta, "dim": int(dim), "count": int(total), "msae_version": meta.get("msae_version", __version__)}
+    schema = schema.with_metadata({META_KEY: json.dumps(full, sort_keys=True).encode()})
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for path in inputs:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+                    table = pa.Table.from_batches([batch])
+                    for name in schema.names:
+                        if name not in table.column_names:
+                            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+                    writer.write_table(table.select(schema.names).cast(schema))
+    read_meta(out)
+    return total
+
+
+def _encode_text_chunk(backbone: Backbone, prompts: list[list[str]], batch_size: int, bar: tqdm) -> np.ndarray:
+    flat = [p for row in prompts for p in row]
+    vectors = []
+    for texts in batched(flat, batch_size):
+        vectors.append(backbone.encode_texts(texts).numpy())
+        bar.update(len(texts))
+    return combine_prompts(np.concatenate(vectors), [len(row) for row in prompts])
+
+
+class _TooManyBad(Exception):
+    pass
+
+
+def embed_catalogue(
+    catalogue: Catalogue,
+    out: str | Path,
+    *,
+    model: str,
+    pretrained: str,
+    dataset: str,
+    split: str,
+    batch_size: int = 256,
+    workers: int | None = None,
+    device: str = "auto",
+    shard: tuple[int, int] = (0, 1),
+    max_bad_fraction: float = 0.01,
+    chunk_rows: int = 4096,
+    extra_meta: dict[str, Any] | None = None,
+    backbone: Backbone | None = None,
+) -> EmbedSummary:
+    """Embed one shard of a catalogue into the store `out`, resuming finished chunks.
+
+    `backbone` may be passed pre-loaded (it must match model/pretrained); otherwise it is loaded
+    here, after the cheap checks, so a bad source fails before a model is downloaded."""
+    out = Path(out)
+    started = time.perf_counter()
+    if batch_size < 1 or chunk_rows < 1:
+        raise MsaeError("--batch-size and the chunk size must be at least 1")
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise MsaeError(f"--max-bad-fraction {max_bad_fraction}: must be within [0, 1]")
+    start, stop = shard_bounds(len(catalogue), *shard)
+    work = catalogue.subset(start, stop) if shard != (0, 1) else catalogue
+    if len(work) == 0:
+        raise MsaeError(f"--shard {shard[0]}/{shard[1]}: this shard of {catalogue.name} is empty ({len(catalogue)} items)")
+    meta: dict[str, Any] = {
+        "model": model,
+        "pretrained": pretrained,
+        "modality": work.modality,
+        "dataset": dataset,
+        "split": split,
+        **(extra_meta or {}),
+    }
+    if shard[1] > 1:
+        meta["shard"] = f"{shard[0]}/{shard[1]}"
+    parts = _Parts(parts_dir(out), _fingerprint(work, model, pretrained, chunk_rows))
+    n_chunks = math.ceil(len(work) / chunk_rows)
+    finished = {c: d for c in range(n_chunks) if (d := parts.done(c)) is not None}
+    skipped = [row for c in sorted(finished) for row in finished[c]["skipped"]]
+    allowed = math.floor(max_bad_fraction * len(work))
+    pending = [c for c in range(n_chunks) if c not in finished]
+    if pending:
+        backbone = backbone or load_backbone(model, pretrained, device)
+        try:
+            _run_chunks(work, backbone, parts, pending, chunk_rows, batch_size, workers, meta, skipped, allowed)
+        except _TooManyBad:
+            _write_skipped(skipped_path(out), skipped)
+            shutil.rmtree(parts.folder)
+            raise MsaeError(
+                f"{catalogue.name}: more than {max_bad_fraction:.2%} of {len(work)} images are unreadable "
+                f"(>{allowed}); see {skipped_path(out)}. No output written; raise --max-bad-fraction to accept them."
+            ) from None
+    if len(skipped) > allowed:  # all chunks were already done by an earlier run with a laxer limit
+        _write_skipped(skipped_path(out), skipped)
+        raise MsaeError(f"{catalogue.name}: {len(skipped)} unreadable images exceed --max-bad-fraction {max_bad_fraction}")
+    chunk_files = [parts.data(c) for c in range(n_chunks) if parts.data(c).exists()]
+    if not chunk_files:
+        raise MsaeError(f"{catalogue.name}: no item could be embedded (all {len(work)} skipped)")
+    rows = concatenate_stores(chunk_files, out, meta)
+    _write_skipped(skipped_path(out), skipped)
+    shutil.rmtree(parts.folder)
+    return EmbedSummary(out, rows, len(skipped), time.perf_counter() - started, len(finished), list(work.notes))
+
+
+def _shown_path(work: Catalogue, index: int) -> str:
+    if "path" in work.columns:
+        return str(work.columns["path"].iloc[index])
+    return work.images[index].file
+
+
+def _run_chunks(
+    work: Catalogue,
+    backbone: Backbone,
+    parts: _Parts,
+    pending: list[int],
+    chunk_rows: int,
+    batch_size: int,
+    workers: int | None,
+    meta: dict[str, Any],
+    skipped: list[list[str]],
+    allowed: int,
+) -> None:
+    """Embed the pending chunks, writing each as soon as it is complete."""
+    bounds = {c: (c * chunk_rows, min(len(work), (c + 1) * chunk_rows)) for c in pending}
+    total = sum(b - a for a, b in bounds.values())
+    unit = "img" if work.modality == "image" else "text"
+    with tqdm(total=total, desc=f"embed {Path(work.name).name}", unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+        if work.modality == "text":
+            for c in pending:
+                a, b = bounds[c]
+                parts.write(c, work, list(range(a, b)), _encode_text_chunk(backbone, work.prompts[a:b], batch_size, bar), [], meta)
+        else:
+            _image_chunks(work, backbone, parts, bounds, chunk_rows, batch_size, workers, meta, skipped, allowed, bar)
+
+
+def _image_chunks(
+    work: Catalogue,
+    backbone: Backbone,
+    parts: _Parts,
+    bounds: dict[int, tuple[int, int]],
+    chunk_rows: int,
+    batch_size: int,
+    workers: int | None,
+    meta: dict[str, Any],
+    skipped: list[list[str]],
+    allowed: int,
+    bar: tqdm,
+) -> None:
+    """One DataLoader over all pending chunks (workers start once); batches never straddle a
+    chunk, so a chunk is complete, and written, when its last batch is embedded."""
+    batches = [list(range(s, min(b, s + batch_size))) for a, b in bounds.values() for s in range(a, b, batch_size)]
+    data_path = backbone.data_path
+    loader = image_batches(work.images, data_path, batches, workers, pin_memory=backbone.device.type == "cuda")
+    rows: list[int] = []
+    vectors: list[np.ndarray] = []
+    bad: list[list[str]] = []
+    for indices, pixels, failures in loader:
+        if pixels is not None:
+            rows.extend(indices)
+            vectors.append(backbone.encode_prepared(pixels, data_path).numpy())
+        bad.extend([work.ids[i], _shown_path(work, i), error] for i, error in failures)
+        bar.update(len(indices) + len(failures))
+        if len(skipped) + len(bad) > allowed:
+            skipped.extend(bad)
+            raise _TooManyBad
+        last = max(indices + [i for i, _ in failures])
+        chunk = last // chunk_rows
+        if last + 1 == bounds[chunk][1]:
+            stacked = np.concatenate(vectors) if vectors else np.empty((0, backbone.dim), np.float32)
+            parts.write(chunk, work, rows, stacked, bad, meta)
+            skipped.extend(bad)
+            rows, vectors, bad = [], [], []
+            if skipped:
+                bar.set_postfix(skipped=len(skipped))
+
+
+GATHER_KEYS = ("model", "pretrained", "modality", "dim", "dataset", "split")
+
+
+def _shard_order(inputs: Sequence[Path], metas: list[dict]) -> list[int]:
+    """Positions of the inputs in shard order: by their `shard` metadata when they have one
+    (then all shards 0..n-1 must be present once), else the order given."""
+    tags = [m.get("shard") for m in metas]
+    if all(t is None for t in tags):
+        return list(range(len(inputs)))
+    if any(t is None for t in tags):
+        plain = [str(p) for p, t in zip(inputs, tags) if t is None]
+        raise MsaeError(f"gather: mixing sharded and unsharded stores ({', '.join(plain)} has no shard)")
+    parsed = [parse_shard(t) for t in tags]
+    counts = {n for _, n in parsed}
+    if len(counts) != 1:
+        raise MsaeError(f"gather: shards of different splittings ({', '.join(sorted(set(tags)))})")
+    count = counts.pop()
+    present = sorted(i for i, _ in parsed)
+    if present != list(range(count)):
+        missing = sorted(set(range(count)) - set(present))
+        repeated = sorted({i for i in present if present.count(i) > 1})
+        raise MsaeError(f"gather: need shards 0..{count - 1} once each; missing {missing}, repeated {repeated}")
+    return sorted(range(len(inputs)), key=lambda k: parsed[k][0])
+
+
+def gather(inputs: Sequence[str | Path], out: str | Path) -> int:
+    """Concatenate shard stores into one (shard order), refusing mixed backbones, modalities,
+    dims or datasets and duplicate ids; their skipped lists are gathered too."""
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise MsaeError("gather: no input stores given")
+    metas = [read_meta(p) for p in paths]
+    for path, meta in zip(paths[1:], metas[1:]):
+        differing = [k for k in GATHER_KEYS if meta.get(k) != metas[0].get(k)]
+        if differing:
+            what = describe_backbone(meta) if not same_backbone(meta, metas[0]) else ", ".join(differing)
+            raise MsaeError(f"gather: {path} differs from {paths[0]} in {', '.join(differing)} ({what})")
+    order = _shard_order(paths, metas)
+    seen: dict[str, Path] = {}
+    for k in order:
+        for batch in pq.ParquetFile(paths[k]).iter_batches(columns=["id"]):
+            for item_id in batch.column(0).to_pylist():
+                if item_id in seen:
+                    raise MsaeError(f"gather: id {item_id!r} is in both {seen[item_id]} and {paths[k]}")
+                seen[item_id] = paths[k]
+    meta = {key: value for key, value in metas[0].items() if key not in ("shard", "count")}
+    rows = concatenate_stores([paths[k] for k in order], Path(out), meta)
+    skipped = []
+    for k in order:
+        side = skipped_path(paths[k])
+        if side.exists():
+            with open(side, newline="", encoding="utf-8") as handle:
+                skipped.extend(list(csv.reader(handle))[1:])
+    _write_skipped(skipped_path(Path(out)), skipped)
+    return rows

@@ -1,0 +1,75 @@
+"""`msae report`: the paper's comparison table, the Pareto plot and one browsable page, built
+from the files the other stages wrote (never recomputing a metric).
+
+    from msae.report import build_report
+    build_report(Path("results/report"), eval_dir=Path("results/eval"), runs_dir=Path("results/sae"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from msae.errors import MsaeError
+from msae.io import write_json_atomic, write_text_atomic
+from msae.report.collect import VARIANT_NAMES, RunResults, discover_runs, load_run, run_summary
+
+__all__ = ["RunResults", "build_report", "load_runs", "report_summary"]
+
+
+def load_runs(
+    eval_dir: Path,
+    runs_dir: Path | None = None,
+    concepts_dir: Path | None = None,
+    probes_dir: Path | None = None,
+    run_names: Sequence[str] | None = None,
+) -> list[RunResults]:
+    """Load the named runs in the given order, or every run found in the paper's table order
+    (ReLU, TopK, BatchTopK, JumpReLU, Matryoshka; then by name); duplicates are refused."""
+    names = list(run_names) if run_names else discover_runs(runs_dir, eval_dir)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise MsaeError(f"--run: given more than once: {', '.join(duplicates)}")
+    runs = [
+        load_run(name, eval_dir, runs_dir, concepts_dir, probes_dir)
+        for name in tqdm(names, desc="report: reading runs", unit="run", leave=False)
+    ]
+    if not run_names:
+        order = list(VARIANT_NAMES)
+        runs.sort(key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.name))
+    return runs
+
+
+def report_summary(runs: Sequence[RunResults]) -> dict[str, dict[str, float | int]]:
+    """summary.json: {run: {flat_key: number}}, what `dvc metrics diff` compares."""
+    return {run.name: run_summary(run) for run in runs}
+
+
+def build_report(
+    out: Path,
+    eval_dir: Path,
+    runs_dir: Path | None = None,
+    concepts_dir: Path | None = None,
+    probes_dir: Path | None = None,
+    run_names: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Write every report file under `out` (summary.json last, as the 'done' marker) and return
+    them by name relative to `out`."""
+    from msae.report.figures import curves_frame, pareto_frame, write_figures
+    from msae.report.page import html_document, index_page
+    from msae.report.table import tables_html, tables_markdown
+
+    runs = load_runs(eval_dir, runs_dir, concepts_dir, probes_dir, run_names)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    files["table.md"] = write_text_atomic(out / "table.md", tables_markdown(runs))
+    files["table.html"] = write_text_atomic(out / "table.html", html_document("SAE comparison", tables_html(runs)))
+    files.update(write_figures(runs, out))
+    files["pareto.csv"] = write_text_atomic(out / "pareto.csv", pareto_frame(runs).to_csv(index=False))
+    files["train_curves.csv"] = write_text_atomic(out / "train_curves.csv", curves_frame(runs).to_csv(index=False))
+    files["summary.json"] = out / "summary.json"
+    files["index.html"] = write_text_atomic(out / "index.html", html_document("msae report", index_page(runs, out, files)))
+    write_json_atomic(out / "summary.json", report_summary(runs))
+    return files

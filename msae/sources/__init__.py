@@ -1,0 +1,64 @@
+"""Where images and texts come from. `open_source` turns a `--source` kind and a `--root` into a
+`Catalogue`; each kind lives in its own module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from msae.errors import MsaeError
+from msae.sources import celeba, folder, manifest, text, webdataset, world
+from msae.sources.base import Catalogue, ImageRef, decode_image
+
+IMAGE_SOURCES = ("world", "folder", "manifest", "webdataset", "celeba")
+TEXT_SOURCES = ("terms", "classes")
+SOURCES = IMAGE_SOURCES + TEXT_SOURCES
+
+__all__ = ["Catalogue", "ImageRef", "decode_image", "open_source", "SOURCES", "IMAGE_SOURCES", "TEXT_SOURCES"]
+
+
+def _image_catalogue(kind: str, root: Path, split: str | None) -> Catalogue:
+    if kind == "world":
+        return world.load(root, split)
+    if kind == "manifest":
+        return manifest.load(root, split)
+    if kind == "celeba":
+        return celeba.load(root, split)
+    if kind == "folder":  # ImageNet layout: ROOT/<split>/<class>/<image>
+        return folder.load(root / split if split is not None else root)
+    if split is not None:
+        raise MsaeError(f"--split {split}: the {kind} source has no splits (point --root at the split's folder)")
+    return webdataset.load(root)
+
+
+def open_source(
+    kind: str,
+    root: str | Path,
+    *,
+    split: str | None = None,
+    modality: str = "image",
+    templates: Sequence[str] = (),
+) -> Catalogue:
+    """The catalogue of one source. Image sources give images, or their captions with
+    `modality="text"`; `terms` takes at most one template, `classes` any number."""
+    root = Path(root)
+    if kind in TEXT_SOURCES:
+        if modality != "text":
+            raise MsaeError(f"--source {kind} is a text source: use --modality text")
+        if split is not None:
+            raise MsaeError(f"--split {split}: the {kind} source has no splits")
+        if kind == "terms":
+            if len(templates) > 1:
+                raise MsaeError("--source terms takes at most one --template")
+            return text.terms(root, templates[0] if templates else None)
+        return text.classes(root, templates)
+    if kind not in IMAGE_SOURCES:
+        raise MsaeError(f"--source {kind}: unknown source (choose from {', '.join(SOURCES)})")
+    if templates:
+        raise MsaeError(f"--template applies to the terms and classes sources, not to {kind}")
+    images = _image_catalogue(kind, root, split)
+    if modality == "image":
+        return images
+    if modality == "text":
+        return text.captions(images)
+    raise MsaeError(f"--modality {modality}: choose image or text")

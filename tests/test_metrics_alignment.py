@@ -1,0 +1,103 @@
+"""CKNNA against a literal dense float64 implementation of the definition (msae-reference §4.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msae.metrics import alignment
+
+
+def _hsic_dense(K: np.ndarray, L: np.ndarray) -> float:
+    m = K.shape[0]
+    Kt, Lt = K.copy(), L.copy()
+    np.fill_diagonal(Kt, 0)
+    np.fill_diagonal(Lt, 0)
+    return ((Kt * Lt.T).sum() + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2)) - 2 * (Kt @ Lt).sum() / (m - 2)) / (m * (m - 3))
+
+
+def _knn_mask(M: np.ndarray, k: int) -> np.ndarray:
+    m = M.shape[0]
+    mask = np.zeros_like(M)
+    for i in range(m):
+        others = [j for j in range(m) if j != i]
+        best = sorted(others, key=lambda j: -M[i, j])[:k]
+        mask[i, best] = 1
+    return mask
+
+
+def cknna_dense(A: np.ndarray, B: np.ndarray, k: int) -> float:
+    K, L = A @ A.T, B @ B.T
+    mK, mL = _knn_mask(K, k), _knn_mask(L, k)
+    kl = _hsic_dense(mK * mL * K, mK * mL * L)
+    return kl / np.sqrt(_hsic_dense(mK * K, mK * K) * _hsic_dense(mL * L, mL * L))
+
+
+def _pair(seed: int, m: int = 120, d: int = 12, n: int = 48):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(m, d))
+    B = np.maximum(A @ rng.normal(size=(d, n)) + rng.normal(size=(m, n)), 0)
+    return A, B
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cknna_equals_dense_definition(seed):
+    A, B = _pair(seed)
+    got = alignment.cknna(torch.tensor(A), torch.tensor(B), k=10)
+    assert got == pytest.approx(cknna_dense(A, B, 10), abs=1e-10)
+
+
+def test_cknna_float32_close_to_float64():
+    A, B = _pair(3)
+    assert alignment.cknna(torch.tensor(A).float(), torch.tensor(B).float(), 10) == pytest.approx(cknna_dense(A, B, 10), abs=1e-6)
+
+
+def test_cknna_identical_is_one_and_rotation_invariant():
+    A, _ = _pair(4)
+    At = torch.tensor(A)
+    assert alignment.cknna(At, At, 10) == pytest.approx(1.0, abs=1e-12)
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(A.shape[1], A.shape[1])))
+    assert alignment.cknna(At, torch.tensor(A @ q), 10) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_cknna_unrelated_is_near_zero_and_related_is_higher():
+    rng = np.random.default_rng(6)
+    A = rng.normal(size=(400, 16))
+    noise = alignment.cknna(torch.tensor(A), torch.tensor(rng.normal(size=(400, 16))), 10)
+    A2, B2 = _pair(6, m=400, d=16)
+    assert abs(noise) < 0.15
+    assert alignment.cknna(torch.tensor(A2), torch.tensor(B2), 10) > noise + 0.2
+
+
+def test_chunked_knn_graph_equals_unchunked(monkeypatch):
+    A, B = _pair(7)
+    full = alignment.cknna(torch.tensor(A), torch.tensor(B), 5)
+    monkeypatch.setattr(alignment, "CHUNK_ELEMENTS", 3 * A.shape[0] + 1)  # 3-row chunks
+    assert alignment.cknna(torch.tensor(A), torch.tensor(B), 5) == pytest.approx(full, abs=1e-12)
+
+
+def test_sparse_kernel_path_matches_dense_definition():
+    rng = np.random.default_rng(8)
+    A = rng.normal(size=(100, 10))
+    B = np.maximum(rng.normal(size=(100, 400)), 0) * (rng.random((100, 400)) < 0.02)
+    B[:, :3] += np.abs(A[:, :3])  # every row active somewhere, no all-zero rows (ties)
+    B = B.astype(np.float32).astype(np.float64)
+    got = alignment.cknna(torch.tensor(A).float(), torch.tensor(B).float(), 10)  # density < 5%: CSR product
+    assert got == pytest.approx(cknna_dense(A, B, 10), abs=1e-5)
+
+
+def test_sparse_hsic_equals_dense_hsic_on_random_pattern():
+    rng = np.random.default_rng(9)
+    m = 30
+    pattern = rng.random((m, m)) < 0.2
+    np.fill_diagonal(pattern, False)
+    K, L = rng.normal(size=(m, m)) * pattern, rng.normal(size=(m, m)) * pattern
+    rows, cols = np.nonzero(pattern)
+    got = alignment.hsic_unbiased_masked(torch.tensor(rows), torch.tensor(cols), torch.tensor(K[rows, cols]), torch.tensor(L[rows, cols]), m)
+    assert got == pytest.approx(_hsic_dense(K, L), abs=1e-12)
+
+
+def test_cknna_rejects_bad_k():
+    with pytest.raises(ValueError):
+        alignment.cknna(torch.zeros(5, 2), torch.zeros(5, 2), k=5)

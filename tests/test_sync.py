@@ -1,0 +1,31 @@
+"""`msae sync` helpers: the recording command per direction and readable `dvc status` lines (the
+refusals against real projects are in test_pipeline_dag.py and test_pipeline_e2e.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from msae.errors import MsaeError
+from msae.sync import describe_dvc_status, sync, sync_command
+
+
+def test_sync_commands():
+    assert sync_command("snakemake") == [sys.executable, "-m", "dvc", "commit", "--force"]
+    assert sync_command("dvc")[:4] == [sys.executable, "-m", "snakemake", "--touch"]
+    with pytest.raises(MsaeError, match="--after 'make'"):
+        sync_command("make")
+
+
+def test_dvc_status_lines_name_stage_and_change():
+    status = {
+        "train@topk": [{"changed deps": {"params.yaml": {"modified": ["runs.topk"]}}}, "changed command"],
+        "report": [{"changed outs": {"results/report": "deleted"}}],
+    }
+    assert describe_dvc_status(status) == ["report (changed outs)", "train@topk (changed deps; changed command)"]
+
+
+def test_sync_outside_a_project_is_refused(tmp_path):
+    with pytest.raises(MsaeError, match="not an msae project"):
+        sync("dvc", tmp_path)
