@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 @dataclass(frozen=True)
 class Step:
     """One job: `name` is the rule/stage address, paths are relative to the project root."""
@@ -40,8 +39,9 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _snakemake_dag(root: Path, forceall: bool) -> Iterator[object]:
-    """Parse the Snakefile under `root` and build its DAG; yields the Snakemake Workflow object."""
+def snakemake_dag(root: Path, forceall: bool) -> Iterator[object]:
+    """Parse the Snakefile under `root` and build its DAG; yields Snakemake's DAG object (its jobs
+    carry rule, shell command, input, output, log and resources)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
@@ -71,7 +71,7 @@ def _job_step(job) -> Step:
 def snakemake_steps(root: str | Path = ".", pending_only: bool = False) -> list[Step]:
     """Every job of `snakemake all` (pending_only: only those Snakemake would run now), without
     the target rule `all`, which runs nothing."""
-    with _snakemake_dag(Path(root), forceall=not pending_only) as dag:
+    with snakemake_dag(Path(root), forceall=not pending_only) as dag:
         jobs = dag.needrun_jobs(exclude_finished=False) if pending_only else dag.jobs
         steps = [_job_step(job) for job in jobs if job.shellcmd]
     return sorted(steps, key=lambda s: s.name)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from msae.cli import build_parser
-from msae.pipeline import _snakemake_dag, dvc_steps, snakemake_steps
+from msae.pipeline import dvc_steps, snakemake_dag
 from pipeline_support import ROOT, both_dags, copy_project, init_dvc_repo, run_tool
 
 EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))
@@ -142,7 +142,7 @@ def test_every_command_parses_with_the_msae_cli(tmp_path, path):
 
 
 def test_every_rule_writes_a_log_and_torch_rules_ask_for_one_gpu():
-    with _snakemake_dag(ROOT, forceall=True) as dag:
+    with snakemake_dag(ROOT, forceall=True) as dag:
         jobs = [job for job in dag.jobs if job.shellcmd]
         for job in jobs:
             stage = shlex.split(job.shellcmd)[3]
@@ -160,7 +160,7 @@ def test_local_profile_runs_one_gpu_job_at_a_time():
 
 def test_slurm_profile_names_real_rules_and_gpu_partitions():
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
-    with _snakemake_dag(ROOT, forceall=True) as dag:
+    with snakemake_dag(ROOT, forceall=True) as dag:
         rules = {job.rule.name: job.resources.get("gpu", 0) for job in dag.jobs if job.shellcmd}
     assert set(profile["set-resources"]) <= set(rules) and set(profile["set-threads"]) <= set(rules)
     for rule, gpus in rules.items():

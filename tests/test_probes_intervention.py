@@ -160,3 +160,33 @@ def test_store_must_match_the_sae():
         check_sae_matches_store(sae, None, {**meta, "dim": 16}, "s.parquet")
     with pytest.raises(MsaeError, match="trained on ViT-B-32/openai"):
         check_sae_matches_store(sae, {"model": "ViT-B-32", "pretrained": "openai"}, meta, "s.parquet")
+
+
+def test_auto_concepts_match_a_brute_force_choice():
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    names = ["red", "red", "blue", "star", "green", "", "circle"]
+    attrs = ["color", "color", "color", "shape", "color", "", "shape"]
+    table = pd.DataFrame({
+        "latent": np.arange(len(names)), "name": names, "attribute": attrs,
+        "valid": [True, True, True, True, False, False, True], "score": rng.random(len(names)),
+        "frequency": rng.random(len(names)),
+    })
+    got = resolve_concepts(["auto:3:color"], table, 100)
+    # Brute force: valid named rows, colour first, best score first, one latent per name.
+    rows = [r for r in table.itertuples() if r.valid and r.name]
+    rows.sort(key=lambda r: (r.attribute != "color", -r.score, r.latent))
+    seen, expected = set(), []
+    for r in rows:
+        if r.name not in seen:
+            seen.add(r.name)
+            expected.append(int(r.latent))
+    assert [c.latent for c in got] == expected[:3]
+    assert [c.attribute for c in got][:2] == ["color", "color"]
+    # No valid concept at all: fall back to the most frequent latents, still a usable probe.
+    table["valid"] = False
+    fallback = resolve_concepts(["auto:2"], table, 100)
+    assert [c.latent for c in fallback] == list(table.sort_values("frequency", ascending=False)["latent"][:2])
+    with pytest.raises(MsaeError, match="auto needs --concepts"):
+        resolve_concepts(["auto:2"], None, 100)

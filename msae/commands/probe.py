@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--query-images", default="",
                      help="comma-separated image files used as extra queries, embedded with the store's backbone")
     sim.add_argument("--concept", action="append", default=[], required=True, metavar="NAME_OR_ID",
-                     help="concept to edit: a latent id or a name from --concepts (repeatable)")
+                     help="concept to edit: a latent id, a name from --concepts, or auto:N[:ATTRIBUTE] = the N best-scored valid concepts with distinct names, values of ATTRIBUTE first (repeatable)")
     sim.add_argument("--alphas", default="0,0.5,1,2,4",
                      help="strength grid, increasing (see --alpha-unit; mode scale: plain factors); default: %(default)s")
     sim.add_argument("--mode", choices=("set", "add", "scale"), default="set",

@@ -86,13 +86,40 @@ def _by_name(name: str, table: pd.DataFrame) -> Concept:
     return _from_row(rows.sort_values(["score", "latent"], ascending=[False, True]).iloc[0])
 
 
+AUTO_SPEC = re.compile(r"auto:(\d+)(?::(\w+))?")
+
+
+def auto_concepts(table: pd.DataFrame, n_latents: int, count: int, attribute: str = "") -> list[Concept]:
+    """The `count` best-scored valid concepts with distinct names, those naming a value of
+    `attribute` first; the most frequent latents when a run has no valid concept. This lets one
+    pipeline setting pick meaningful concepts for every run, whose names differ run to run."""
+    table = table[table["latent"] < n_latents]
+    valid = table[table["valid"] & (table["name"] != "")]
+    preferred = valid["attribute"] == attribute if attribute else pd.Series(False, index=valid.index)
+    ordered = valid.assign(_pref=preferred).sort_values(["_pref", "score", "latent"], ascending=[False, False, True])
+    ordered = ordered.drop_duplicates("name")
+    if ordered.empty and "frequency" in table:
+        ordered = table.sort_values(["frequency", "latent"], ascending=[False, True])
+    return [_from_row(row) for _, row in ordered.head(count).iterrows()]
+
+
 def resolve_concepts(specs: Sequence[str], table: pd.DataFrame | None, n_latents: int) -> list[Concept]:
-    """Map each spec (an integer latent id, or a name looked up in `table`) to a Concept."""
+    """Map each spec (an integer latent id, a name looked up in `table`, or `auto:N[:attribute]`,
+    see auto_concepts) to Concepts."""
     if not specs:
-        raise MsaeError("--concept: give at least one concept (a latent id or a name)")
+        raise MsaeError("--concept: give at least one concept (a latent id, a name or auto:N)")
     concepts: list[Concept] = []
     for spec in specs:
         text = str(spec).strip()
+        auto = AUTO_SPEC.fullmatch(text)
+        if auto:
+            if table is None:
+                raise MsaeError(f"--concept {text}: auto needs --concepts latents.parquet")
+            picked = auto_concepts(table, n_latents, int(auto.group(1)), auto.group(2) or "")
+            if not picked:
+                raise MsaeError(f"--concept {text}: the concepts table has no latent to pick")
+            concepts.extend(c for c in picked if all(c.latent != o.latent for o in concepts))
+            continue
         if re.fullmatch(r"\d+", text):
             latent = int(text)
             if latent >= n_latents:
