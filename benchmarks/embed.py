@@ -18,7 +18,6 @@ heavy. Writes benchmarks/results/embed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

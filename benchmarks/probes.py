@@ -16,7 +16,6 @@ the store's encoding for the strength scale).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -210,14 +210,6 @@ def _encode(sae: torch.nn.Module, x: torch.Tensor, how: int | None | str) -> tor
     return sae.encode(x, k=how)
 
 
-def _check_backbone(meta_a: dict[str, Any], where_a: str, meta_b: dict[str, Any], where_b: str) -> None:
-    if not store.same_backbone(meta_a, meta_b):
-        raise MsaeError(
-            f"{where_b} was embedded with {store.describe_backbone(meta_b)} but {where_a} with "
-            f"{store.describe_backbone(meta_a)}; both must come from the same CLIP backbone"
-        )
-
-
 def _check_inputs(sae: torch.nn.Module, sae_dir: Path, embeddings: Path) -> tuple[dict[str, Any], int, list[str]]:
     meta = store.read_meta(embeddings)
     if int(meta["dim"]) != sae.config.d:
@@ -227,7 +219,7 @@ def _check_inputs(sae: torch.nn.Module, sae_dir: Path, embeddings: Path) -> tupl
         raise MsaeError(f"{embeddings}: the evaluation set is empty (0 rows)")
     data = getattr(sae, "info", {}).get("data") or {}
     if data.get("model") is not None and data.get("pretrained") is not None:
-        _check_backbone(data, f"the training data of {sae_dir}", meta, str(embeddings))
+        store.require_same_backbone(meta, str(embeddings), data, f"the SAE in {sae_dir} was trained on")
     columns = pq.read_schema(embeddings).names
     return meta, n_rows, columns
 
@@ -249,7 +241,7 @@ def _train_probe(ctx: _Context, path: Path, device: torch.device) -> None:
 
 def _load_classes(ctx: _Context, path: Path, eval_meta: dict[str, Any], eval_path: Path, device: torch.device) -> list[str]:
     classes = store.read_embeddings(path, columns=["label"], expect_dim=ctx.sae.config.d)
-    _check_backbone(eval_meta, str(eval_path), classes.meta, str(path))
+    store.require_same_backbone(classes.meta, str(path), eval_meta, f"{eval_path} was embedded with")
     names = classes.columns["label"].astype(str).tolist()
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -260,7 +252,7 @@ def _load_classes(ctx: _Context, path: Path, eval_meta: dict[str, Any], eval_pat
 
 def _load_captions(ctx: _Context, path: Path, eval_meta: dict[str, Any], eval_path: Path, device: torch.device) -> None:
     captions = store.read_embeddings(path, columns=[], expect_dim=ctx.sae.config.d)
-    _check_backbone(eval_meta, str(eval_path), captions.meta, str(path))
+    store.require_same_backbone(captions.meta, str(path), eval_meta, f"{eval_path} was embedded with")
     if captions.meta.get("modality") != "text":
         raise MsaeError(f"{path}: --text-embeddings must be a text store, got modality {captions.meta.get('modality')!r}")
     if eval_meta.get("modality") != "image":
@@ -317,7 +309,7 @@ def evaluate(
     with torch.no_grad():
         if options.probe_train is not None:
             with timer("probe_train"):
-                _check_backbone(eval_meta, str(embeddings), store.read_meta(options.probe_train), str(options.probe_train))
+                store.require_same_backbone(store.read_meta(options.probe_train), str(options.probe_train), eval_meta, f"{embeddings} was embedded with")
                 with torch.enable_grad():
                     _train_probe(ctx, Path(options.probe_train), device)
         with timer("retention_setup"):

@@ -226,6 +226,16 @@ def describe_backbone(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('model')}/{meta.get('pretrained')}"
 
 
+def require_same_backbone(meta: Mapping[str, Any], where: str, reference: Mapping[str, Any], reference_says: str) -> None:
+    """Refuse to mix embeddings of two backbones, naming both. `reference_says` completes the
+    sentence, e.g. "the SAE in DIR was trained on" or "eval.parquet was embedded with"."""
+    if not same_backbone(meta, reference):
+        raise MsaeError(
+            f"{where} was embedded with {describe_backbone(meta)}, but {reference_says} "
+            f"{describe_backbone(reference)}; both must come from the same CLIP (--model/--pretrained)"
+        )
+
+
 def count_row_groups(path: str | os.PathLike[str]) -> int:
     """Number of Parquet row groups (the unit a shuffled stream can visit in random order)."""
     read_meta(path)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from embed_fixtures import (
     reference_image_embeddings,
     reference_text_embeddings,

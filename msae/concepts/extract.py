@@ -26,18 +26,9 @@ from msae.concepts.naming import DEFAULT_BUDGET, null_distinctness, rank_terms
 from msae.concepts.validity import ValidityRule, caption_agreement, embedding_agreement
 from msae.errors import MsaeError
 from msae.io import atomic_path, write_json_atomic
-from msae.store import EmbeddingSet, describe_backbone, read_embeddings, same_backbone
+from msae.store import EmbeddingSet, read_embeddings, require_same_backbone
 
 log = logging.getLogger(__name__)
-
-
-def check_backbone(sae_data: dict[str, Any], store_meta: dict[str, Any], store: Path, sae_dir: Path) -> None:
-    """Refuse a store embedded by another backbone than the SAE's training data, naming both."""
-    if not same_backbone(sae_data, store_meta):
-        raise MsaeError(
-            f"{store} was embedded with {describe_backbone(store_meta)}, but the SAE in {sae_dir} was trained on "
-            f"embeddings from {describe_backbone(sae_data)}; embed it with the same --model/--pretrained"
-        )
 
 
 def load_captions(images: EmbeddingSet, captions_path: Path | None) -> list[object] | None:
@@ -111,13 +102,13 @@ def extract_concepts(
     vocab = read_embeddings(vocab_path, columns=[], expect_dim=d)
     if vocab.meta.get("modality") != "text":
         raise MsaeError(f"{vocab_path}: a vocabulary store must hold text embeddings (modality is {vocab.meta.get('modality')!r})")
-    check_backbone(sae_data, vocab.meta, vocab_path, sae_dir)
+    require_same_backbone(vocab.meta, str(vocab_path), sae_data, f"the SAE in {sae_dir} was trained on")
     images = read_embeddings(images_path, expect_dim=d)
-    check_backbone(sae_data, images.meta, images_path, sae_dir)
+    require_same_backbone(images.meta, str(images_path), sae_data, f"the SAE in {sae_dir} was trained on")
     if captions_path is not None:
         from msae.store import read_meta
 
-        check_backbone(sae_data, read_meta(captions_path), captions_path, sae_dir)
+        require_same_backbone(read_meta(captions_path), str(captions_path), sae_data, f"the SAE in {sae_dir} was trained on")
     captions = load_captions(images, captions_path)
     extra = _parse_latents(latents, sae.config.n_latents)
     terms = np.asarray(vocab.ids, dtype=object)

@@ -104,13 +104,10 @@ def activation_scale(activations: np.ndarray, quantile: float = 0.99) -> np.ndar
 def check_sae_matches_store(sae: Any, sae_data: dict[str, Any] | None, meta: dict[str, Any], where: str) -> None:
     """Refuse a store of another width or backbone than the SAE was trained on (`sae_data`: the
     `data` block of the checkpoint's config.json, when known)."""
-    from msae.store import describe_backbone, same_backbone
+    from msae.store import require_same_backbone
 
     d = int(sae.W_dec.shape[1])
     if int(meta["dim"]) != d:
         raise MsaeError(f"{where}: embeddings have dim {meta['dim']} but the SAE expects {d}")
-    if sae_data and sae_data.get("model") and not same_backbone(sae_data, meta):
-        raise MsaeError(
-            f"{where}: embedded with {describe_backbone(meta)} but the SAE was trained on "
-            f"{describe_backbone(sae_data)} embeddings"
-        )
+    if sae_data and sae_data.get("model"):
+        require_same_backbone(meta, where, sae_data, "the SAE was trained on")
