@@ -153,7 +153,10 @@ def _to_numpy(column: pa.ChunkedArray | pa.Array, dim: int, where: str) -> np.nd
     if not pa.types.is_fixed_size_list(arr.type) or arr.type.list_size != dim:
         raise MsaeError(f"{where}: column 'embedding' is {arr.type}, expected fixed_size_list<float>[{dim}]")
     flat = arr.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat.reshape(len(arr), dim).astype(np.float32, copy=False))
+    out = np.ascontiguousarray(flat.reshape(len(arr), dim).astype(np.float32, copy=False))
+    # Zero-copy views of Arrow buffers are read-only; callers hand these to torch.from_numpy and
+    # may normalise in place, so return an array they own.
+    return out if out.flags.writeable else out.copy()
 
 
 def _extra_names(schema: pa.Schema, columns: Sequence[str] | None, where: str) -> list[str]:

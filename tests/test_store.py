@@ -128,3 +128,10 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_read_arrays_are_writable_for_torch(tmp_path):
+    ids, emb = _data()
+    path = store.write_embeddings(tmp_path / "e.parquet", ids, emb, META)
+    assert store.read_embeddings(path).embeddings.flags.writeable
+    assert all(part.embeddings.flags.writeable for part in store.iter_embeddings(path, batch_rows=10))
