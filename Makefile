@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all bench clean-results
+.PHONY: setup run test test-all lint generate bench clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	$(BIN)/python -c "import open_clip, torchvision, msae; print('open_clip', open_clip.__version__, 'ok')"
 	touch $(STAMP)
 
@@ -18,6 +18,17 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores all
+
+# ruff (lint + format check) and mypy, as configured in pyproject.toml; .ci/run runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check msae tests benchmarks
+	$(BIN)/ruff format --check msae tests benchmarks
+	$(BIN)/mypy msae
+
+# The generated files: Snakemake rules and dvc.yaml from the stage table, the shipped params schema.
+generate: $(STAMP)
+	$(BIN)/msae pipeline write
+	$(BIN)/msae params schema --out msae/assets/params.schema.json
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: $(STAMP)

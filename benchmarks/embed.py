@@ -50,8 +50,12 @@ def write_images(root: Path, count: int, size: int, suffix: str) -> None:
         pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         image = Image.fromarray(pixels)
         x, y = rng.integers(0, size // 2, 2)
-        ImageDraw.Draw(image).ellipse([x, y, x + size // 3, y + size // 3], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        image.save(folder / f"{i:06d}{suffix}", quality=90) if suffix == ".jpg" else image.save(folder / f"{i:06d}{suffix}")
+        ImageDraw.Draw(image).ellipse(
+            [x, y, x + size // 3, y + size // 3], fill=tuple(int(v) for v in rng.integers(0, 256, 3))
+        )
+        image.save(folder / f"{i:06d}{suffix}", quality=90) if suffix == ".jpg" else image.save(
+            folder / f"{i:06d}{suffix}"
+        )
 
 
 def random_checkpoint(model: str, path: Path) -> Path:
@@ -61,7 +65,18 @@ def random_checkpoint(model: str, path: Path) -> Path:
     return path
 
 
-def measure(name: str, model: str, pretrained: str, root: Path, images: int, batch: int, repeats: int, workers: int, device: str, tmp: Path) -> dict:
+def measure(
+    name: str,
+    model: str,
+    pretrained: str,
+    root: Path,
+    images: int,
+    batch: int,
+    repeats: int,
+    workers: int,
+    device: str,
+    tmp: Path,
+) -> dict:
     backbone = load_backbone(model, pretrained, device)
     catalogue = open_source("folder", root)
     pixels = torch.stack([backbone.preprocess(decode_image(ref)) for ref in catalogue.images[:batch]])
@@ -82,17 +97,31 @@ def measure(name: str, model: str, pretrained: str, root: Path, images: int, bat
         start = time.perf_counter()
         cat = open_source("folder", root)
         summary = embed_catalogue(
-            cat, tmp / f"{name}-{r}.parquet", model=model, pretrained=pretrained, dataset="bench", split="all",
-            batch_size=batch, workers=workers, backbone=backbone,
+            cat,
+            tmp / f"{name}-{r}.parquet",
+            model=model,
+            pretrained=pretrained,
+            dataset="bench",
+            split="all",
+            batch_size=batch,
+            workers=workers,
+            backbone=backbone,
         )
         full.append(summary.rows / (time.perf_counter() - start))
     fwd, emb = statistics.median(forward), statistics.median(full)
     return {
-        "model": model, "pretrained": "random init" if pretrained.endswith(".safetensors") else pretrained,
-        "images": images, "image_px": Image.open(catalogue.images[0].file).size[0], "batch_size": batch,
-        "workers": workers, "data_path_only_images_per_s": round(statistics.median(data), 1),
-        "forward_images_per_s": round(fwd, 1), "embed_images_per_s": round(emb, 1),
-        "ratio": round(emb / fwd, 3), "forward_runs": [round(v, 1) for v in forward], "embed_runs": [round(v, 1) for v in full],
+        "model": model,
+        "pretrained": "random init" if pretrained.endswith(".safetensors") else pretrained,
+        "images": images,
+        "image_px": Image.open(catalogue.images[0].file).size[0],
+        "batch_size": batch,
+        "workers": workers,
+        "data_path_only_images_per_s": round(statistics.median(data), 1),
+        "forward_images_per_s": round(fwd, 1),
+        "embed_images_per_s": round(emb, 1),
+        "ratio": round(emb / fwd, 3),
+        "forward_runs": [round(v, 1) for v in forward],
+        "embed_runs": [round(v, 1) for v in full],
     }
 
 
@@ -114,14 +143,44 @@ def main() -> None:
         tmp = Path(tmp_name)
         world_clip.register_world_model()
         builtin = world_clip.builtin_weights_path().is_file()
-        world_weights = "builtin" if builtin else str(random_checkpoint(world_clip.WORLD_MODEL, tmp / "world-random.safetensors"))
+        world_weights = (
+            "builtin" if builtin else str(random_checkpoint(world_clip.WORLD_MODEL, tmp / "world-random.safetensors"))
+        )
         write_images(tmp / "world", args.images, 64, ".png")
-        rows.append(measure("world", world_clip.WORLD_MODEL, world_weights, tmp / "world", args.images, args.batch_size, args.repeats, workers, args.device, tmp))
+        rows.append(
+            measure(
+                "world",
+                world_clip.WORLD_MODEL,
+                world_weights,
+                tmp / "world",
+                args.images,
+                args.batch_size,
+                args.repeats,
+                workers,
+                args.device,
+                tmp,
+            )
+        )
         if args.rn50_images:
             rn50 = str(random_checkpoint("RN50", tmp / "rn50-random.safetensors"))
             write_images(tmp / "rn50", args.rn50_images, 256, ".jpg")
-            rows.append(measure("rn50", "RN50", rn50, tmp / "rn50", args.rn50_images, args.rn50_batch_size, args.repeats, workers, args.device, tmp))
-    print(f"{'model':<12}{'px':>5}{'batch':>7}{'workers':>9}{'data img/s':>12}{'forward img/s':>15}{'embed img/s':>13}{'ratio':>8}")
+            rows.append(
+                measure(
+                    "rn50",
+                    "RN50",
+                    rn50,
+                    tmp / "rn50",
+                    args.rn50_images,
+                    args.rn50_batch_size,
+                    args.repeats,
+                    workers,
+                    args.device,
+                    tmp,
+                )
+            )
+    print(
+        f"{'model':<12}{'px':>5}{'batch':>7}{'workers':>9}{'data img/s':>12}{'forward img/s':>15}{'embed img/s':>13}{'ratio':>8}"
+    )
     for r in rows:
         print(
             f"{r['model']:<12}{r['image_px']:>5}{r['batch_size']:>7}{r['workers']:>9}{r['data_path_only_images_per_s']:>12}"

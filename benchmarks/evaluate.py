@@ -29,13 +29,14 @@ D, N_LATENTS, CLASSES, PROBE_ROWS = 512, 4096, 10, 20000
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from msae.evaluate import EvalOptions, evaluate
+from msae.config.evaluate import EvalOptions
+from msae.evaluation import evaluate
 from msae.runtime import configure_torch
 from msae.sae import load
 configure_torch(int(sys.argv[4]))
 start = time.perf_counter()
 sae = load(sys.argv[1])
-res = evaluate(sae, sys.argv[2], EvalOptions(probe_train=sys.argv[3], cknna_max_batches=int(sys.argv[5]) or None, progress=False))
+res = evaluate(sae, EvalOptions(embeddings=sys.argv[2], probe_train=sys.argv[3], cknna_max_batches=int(sys.argv[5]) or None), progress=False)
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "seconds": res.seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
@@ -61,9 +62,13 @@ def _make_inputs(work: Path, rows: int, seed: int = 0) -> tuple[Path, Path, Path
         return x.astype(np.float32), [f"class{v}" for v in labels]
 
     x, labels = embeddings(rows)
-    eval_path = store.write_embeddings(work / f"eval_{rows}.parquet", [f"e{i}" for i in range(rows)], x, meta, {"label": labels})
+    eval_path = store.write_embeddings(
+        work / f"eval_{rows}.parquet", [f"e{i}" for i in range(rows)], x, meta, {"label": labels}
+    )
     xt, lt = embeddings(PROBE_ROWS)
-    train_path = store.write_embeddings(work / "train.parquet", [f"t{i}" for i in range(PROBE_ROWS)], xt, {**meta, "split": "train"}, {"label": lt})
+    train_path = store.write_embeddings(
+        work / "train.parquet", [f"t{i}" for i in range(PROBE_ROWS)], xt, {**meta, "split": "train"}, {"label": lt}
+    )
     torch.manual_seed(seed)
     model = SparseAutoencoder(make_config("matryoshka", D, N_LATENTS / D))
     with torch.no_grad():
@@ -82,8 +87,20 @@ def _run(rows: int, threads: int, cknna_max_batches: int) -> dict:
         sae_dir, eval_path, train_path = _make_inputs(Path(tmp), rows)
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(sae_dir), str(eval_path), str(train_path), str(threads), str(cknna_max_batches)],
-            capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(sae_dir),
+                str(eval_path),
+                str(train_path),
+                str(threads),
+                str(cknna_max_batches),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
         )
         if proc.returncode:
             raise SystemExit(proc.stderr)
@@ -97,9 +114,16 @@ def _run(rows: int, threads: int, cknna_max_batches: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[20000, 100000], help="evaluation set sizes")
-    parser.add_argument("--cknna-max-batches", type=int, nargs="+", default=[0],
-                        help="per --rows entry (or one for all): CKNNA batches per path, 0 = all (the paper)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS) of the evaluated process")
+    parser.add_argument(
+        "--cknna-max-batches",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="per --rows entry (or one for all): CKNNA batches per path, 0 = all (the paper)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS) of the evaluated process"
+    )
     args = parser.parse_args()
     caps = args.cknna_max_batches * len(args.rows) if len(args.cknna_max_batches) == 1 else args.cknna_max_batches
     if len(caps) != len(args.rows):
@@ -119,12 +143,23 @@ def main() -> None:
     previous = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
     measured = {(r["rows"], r["cknna_max_batches"]) for r in runs}
     runs = [r for r in previous if (r["rows"], r.get("cknna_max_batches", "all")) not in measured] + runs
-    RESULTS.write_text(json.dumps({
-        "benchmark": "msae evaluate, matryoshka n=4096 (7 encodings), d=512, cknna_batch=10000, probe train 20k rows",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-                    "note": "shared 2-core machine, other jobs running; no GPU"},
-        "runs": runs,
-    }, indent=2, sort_keys=True) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "msae evaluate, matryoshka n=4096 (7 encodings), d=512, cknna_batch=10000, probe train 20k rows",
+                "machine": {
+                    "platform": platform.platform(),
+                    "processor": platform.processor(),
+                    "threads": args.threads,
+                    "note": "shared 2-core machine, other jobs running; no GPU",
+                },
+                "runs": runs,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -22,12 +22,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pipeline_support import copy_project, tool_env  # noqa: E402
 
 
-
 def run_snakemake(root: Path, cores: str) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", cores],
-        cwd=root, env=tool_env(), capture_output=True, text=True,
+        cwd=root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
@@ -58,18 +60,26 @@ def main() -> None:
     print(f"{'rule':<20} {'jobs':>5}")
     for rule, n in sorted(counts.items()):
         print(f"{rule:<20} {n:>5}")
-    print(f"\nfull run: {total / 60:.1f} min ({sum(counts.values())} jobs, --cores {args.cores}); no-op rerun: {noop:.1f} s")
+    print(
+        f"\nfull run: {total / 60:.1f} min ({sum(counts.values())} jobs, --cores {args.cores}); no-op rerun: {noop:.1f} s"
+    )
 
     out = ROOT / "benchmarks" / "results" / "pipeline.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "full_run_seconds": round(total, 1),
-        "noop_rerun_seconds": round(noop, 1),
-        "jobs_per_rule": counts,
-        "cores": args.cores,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.platform(),
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "full_run_seconds": round(total, 1),
+                "noop_rerun_seconds": round(noop, 1),
+                "jobs_per_rule": counts,
+                "cores": args.cores,
+                "cpu_count": os.cpu_count(),
+                "machine": platform.platform(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -77,15 +77,36 @@ def main() -> None:
             slow_dp.append(float((probe.proba(x_new) - p).mean()))
     t_slow = time.perf_counter() - t0
     agree = float(np.max(np.abs(np.asarray(slow_dp) - fast["all"]["dp"][: args.decoded])))
-    rows.append({"task": "bias", "method": "closed form (intervention_effects)", "candidates": args.candidates,
-                 "items": args.test, "seconds": t_fast, "ms_per_candidate": 1e3 * t_fast / args.candidates,
-                 "encode_seconds": t_encode})
-    rows.append({"task": "bias", "method": "decode every edit", "candidates": args.decoded, "items": args.test,
-                 "seconds": t_slow, "ms_per_candidate": 1e3 * t_slow / args.decoded, "max_abs_dp_diff": agree})
+    rows.append(
+        {
+            "task": "bias",
+            "method": "closed form (intervention_effects)",
+            "candidates": args.candidates,
+            "items": args.test,
+            "seconds": t_fast,
+            "ms_per_candidate": 1e3 * t_fast / args.candidates,
+            "encode_seconds": t_encode,
+        }
+    )
+    rows.append(
+        {
+            "task": "bias",
+            "method": "decode every edit",
+            "candidates": args.decoded,
+            "items": args.test,
+            "seconds": t_slow,
+            "ms_per_candidate": 1e3 * t_slow / args.decoded,
+            "max_abs_dp_diff": agree,
+        }
+    )
 
     # --- similarity throughput
-    store = EmbeddingSet(np.asarray([f"i{i}" for i in range(args.store)], dtype=object),
-                         rng.normal(size=(args.store, args.dim)).astype(np.float32), meta={}, columns=pd.DataFrame())
+    store = EmbeddingSet(
+        np.asarray([f"i{i}" for i in range(args.store)], dtype=object),
+        rng.normal(size=(args.store, args.dim)).astype(np.float32),
+        meta={},
+        columns=pd.DataFrame(),
+    )
     queries = sim.Queries.from_store(store, list(store.ids[:16]))
     concepts = [Concept(j, f"latent{j}") for j in range(3)]
     alphas = [0.0, 0.5, 1.0, 2.0, 4.0]
@@ -93,20 +114,34 @@ def main() -> None:
     sim.search(sae, store, queries, concepts, alphas, top=8)
     t_sim = time.perf_counter() - t0
     searches = len(queries.names) * (1 + len(concepts) * len(alphas))
-    rows.append({"task": "similarity", "method": "search (incl. store encode)", "items": args.store,
-                 "seconds": t_sim, "searches": searches, "searches_per_s": searches / t_sim})
+    rows.append(
+        {
+            "task": "similarity",
+            "method": "search (incl. store encode)",
+            "items": args.store,
+            "seconds": t_sim,
+            "searches": searches,
+            "searches_per_s": searches / t_sim,
+        }
+    )
 
     print(f"device {device}, d={args.dim}, n={args.latents}")
     print(f"{'task':<11}{'method':<38}{'items':>7}{'seconds':>10}  detail")
     for r in rows:
-        detail = (f"{r['ms_per_candidate']:.2f} ms/candidate" if "ms_per_candidate" in r else f"{r['searches_per_s']:.1f} searches/s")
+        detail = (
+            f"{r['ms_per_candidate']:.2f} ms/candidate"
+            if "ms_per_candidate" in r
+            else f"{r['searches_per_s']:.1f} searches/s"
+        )
         if "max_abs_dp_diff" in r:
             detail += f", max |Δp diff| vs closed form {r['max_abs_dp_diff']:.1e}"
         print(f"{r['task']:<11}{r['method']:<38}{r['items']:>7}{r['seconds']:>10.3f}  {detail}")
     speedup = rows[1]["ms_per_candidate"] / rows[0]["ms_per_candidate"]
     print(f"closed form is {speedup:.0f}x faster per candidate")
-    write_json_atomic(args.out, {"device": str(device), "dim": args.dim, "latents": args.latents, "rows": rows,
-                                 "closed_form_speedup": speedup})
+    write_json_atomic(
+        args.out,
+        {"device": str(device), "dim": args.dim, "latents": args.latents, "rows": rows, "closed_form_speedup": speedup},
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def main() -> None:
     load = os.getloadavg()
     print(f"{'workers':>7} {'images':>7} {'wall s':>7} {'images/s':>9} {'images/CPU-s':>13}")
     for r in rows:
-        print(f"{r['workers']:>7} {r['images']:>7} {r['wall_s']:>7.2f} {r['images_per_s']:>9.0f} {r['images_per_cpu_s']:>13.0f}")
+        print(
+            f"{r['workers']:>7} {r['images']:>7} {r['wall_s']:>7.2f} {r['images_per_s']:>9.0f} {r['images_per_cpu_s']:>13.0f}"
+        )
     idle_estimate = 2 * min(r["images_per_cpu_s"] for r in rows)
     print(f"load average {load[0]:.1f}; estimated rate on 2 idle cores: {idle_estimate:.0f} images/s (target >= 1000)")
     write_json_atomic(

@@ -15,6 +15,7 @@ FLOP/s of the step is compared with the plain matmuls' FLOP/s.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -41,8 +42,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_pair(first: Callable[[], object], second: Callable[[], object], device: torch.device, warmup: int,
-               repeats: int) -> tuple[float, float]:
+def _time_pair(
+    first: Callable[[], object], second: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> tuple[float, float]:
     """Seconds per call of two functions, timed alternately and reported as the minimum over
     repeats, so a busy machine slows both sides alike and bursts of load drop out."""
     for _ in range(warmup):
@@ -63,7 +65,9 @@ def _decoded_levels(model: SparseAutoencoder) -> int:
     return len(model.config.nesting) if model.config.variant == "matryoshka" else 1
 
 
-def plain_matmuls(batch: int, d: int, n: int, levels: int, device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+def plain_matmuls(
+    batch: int, d: int, n: int, levels: int, device: torch.device, dtype: torch.dtype
+) -> Callable[[], None]:
     """The matmuls of one step, alone: 2 encoder-sized + 3 per decoded level, B*d*n MACs each."""
     x, g_a = torch.randn(batch, d, device=device, dtype=dtype), torch.randn(batch, n, device=device, dtype=dtype)
     w_enc, w_dec = torch.randn(d, n, device=device, dtype=dtype), torch.randn(n, d, device=device, dtype=dtype)
@@ -80,24 +84,35 @@ def plain_matmuls(batch: int, d: int, n: int, levels: int, device: torch.device,
     return run
 
 
-def measure(variant: str, d: int, expansion: int, batch: int, device: torch.device, warmup: int, steps: int, bf16: bool) -> dict:
+def measure(
+    variant: str, d: int, expansion: int, batch: int, device: torch.device, warmup: int, steps: int, bf16: bool
+) -> dict:
     torch.manual_seed(0)
     cfg = make_config(variant, d, expansion)  # the paper's defaults (k=64 / 32, nesting from 64, ...)
     model = SparseAutoencoder(cfg).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0,
-                            fused=device.type == "cuda")
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=1e-4, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0, fused=device.type == "cuda"
+    )
     x = torch.randn(batch, d, device=device)
     levels, n = _decoded_levels(model), cfg.n_latents
     matmuls = plain_matmuls(batch, d, n, levels, device, torch.bfloat16 if bf16 else torch.float32)
-    step_s, matmul_s = _time_pair(lambda: training_step(model, opt, x, bf16=bf16), matmuls, device, warmup, steps)
+    step = functools.partial(training_step, model, opt, x, bf16=bf16)
+    step_s, matmul_s = _time_pair(step, matmuls, device, warmup, steps)
     flops = 2.0 * batch * d * n * (2 + 3 * levels)
-    del model, opt, x
+    del model, opt, x, step
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        "variant": variant, "d": d, "expansion": expansion, "n_latents": n, "decoded_levels": levels,
-        "samples_per_s": batch / step_s, "step_ms": 1e3 * step_s, "matmul_ms": 1e3 * matmul_s,
-        "matmul_fraction": matmul_s / step_s, "step_tflops": flops / step_s / 1e12,
+        "variant": variant,
+        "d": d,
+        "expansion": expansion,
+        "n_latents": n,
+        "decoded_levels": levels,
+        "samples_per_s": batch / step_s,
+        "step_ms": 1e3 * step_s,
+        "matmul_ms": 1e3 * matmul_s,
+        "matmul_fraction": matmul_s / step_s,
+        "step_tflops": flops / step_s / 1e12,
         "matmul_tflops": flops / matmul_s / 1e12,
     }
 
@@ -105,11 +120,17 @@ def measure(variant: str, d: int, expansion: int, batch: int, device: torch.devi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--grid", choices=("auto", "cpu", "full"), default="auto",
-                        help="auto: full on CUDA, the short CPU grid otherwise")
+    parser.add_argument(
+        "--grid",
+        choices=("auto", "cpu", "full"),
+        default="auto",
+        help="auto: full on CUDA, the short CPU grid otherwise",
+    )
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps; default 1 on CPU, 3 on CUDA")
-    parser.add_argument("--steps", type=int, default=None, help="timed repeats (minimum reported); default 3 on CPU, 20 on CUDA")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed repeats (minimum reported); default 3 on CPU, 20 on CUDA"
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (and bf16 plain matmuls)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
@@ -131,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     for variant, d, expansion in grid:
         row = measure(variant, d, expansion, args.batch_size, device, warmup, steps, args.bf16)
         rows.append(row)
-        print(f"{variant:<11}{d:>5}{expansion:>5}{row['n_latents']:>7}{row['decoded_levels']:>5}{row['samples_per_s']:>12.0f}"
-              f"{row['step_ms']:>10.1f}{row['matmul_ms']:>11.1f}{100 * row['matmul_fraction']:>9.1f}%"
-              f"{row['step_tflops']:>9.3f}{row['matmul_tflops']:>7.3f}", flush=True)
+        print(
+            f"{variant:<11}{d:>5}{expansion:>5}{row['n_latents']:>7}{row['decoded_levels']:>5}{row['samples_per_s']:>12.0f}"
+            f"{row['step_ms']:>10.1f}{row['matmul_ms']:>11.1f}{100 * row['matmul_fraction']:>9.1f}%"
+            f"{row['step_tflops']:>9.3f}{row['matmul_tflops']:>7.3f}",
+            flush=True,
+        )
 
     result = {
         "benchmark": "train_step",

@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from msae.runtime import resolve_device
 from msae.world import clip as world_clip
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-LIST_HINT = "list them with: python -c \"import open_clip; print(open_clip.list_pretrained())\""
+LIST_HINT = 'list them with: python -c "import open_clip; print(open_clip.list_pretrained())"'
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def split_preprocess(preprocess: Callable) -> SplitPreprocess:
 class Backbone:
     """An open_clip model in eval mode on its device, with its image transform and tokenizer."""
 
-    model: torch.nn.Module
+    model: Any  # open_clip's CLIP (its encode_* methods are not typed)
     preprocess: Callable  # PIL image -> [3, H, W] float tensor (open_clip's eval transform)
     tokenizer: Callable[[Sequence[str]], torch.Tensor]
     device: torch.device
@@ -178,7 +179,7 @@ def load_backbone(name: str, pretrained: str | None, device: str = "auto") -> Ba
     )
 
 
-def _embed_dim(model: torch.nn.Module) -> int:
+def _embed_dim(model: Any) -> int:
     """Width of the joint embedding space, read from the text projection (or an image pass)."""
     projection = getattr(model, "text_projection", None)
     if isinstance(projection, torch.Tensor):

@@ -1,8 +1,8 @@
 """The `msae` command line: one subcommand per pipeline stage.
 
-Each stage lives in `msae/commands/<stage>.py` and exposes `ORDER: int`, `HELP: str` and
-`register(subparsers) -> None`; `register` adds a subparser and sets `func(args) -> int | None`.
-Command modules import torch and friends inside `func`, so `msae --help` stays fast.
+Each stage lives in `msae/commands/<stage>.py` as `COMMANDS` (see msae.commands); the options of
+a command are the fields of its config (msae.config), so help, choices, ranges and defaults are
+declared once. Command modules import torch inside `run`, so `msae --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,16 +14,34 @@ import pkgutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from msae import __version__
+from msae.commands import Command, Group
+from msae.config.parser import add_options, config_from_args
 from msae.errors import MsaeError
 
 
-def _command_modules() -> list:
+def command_tree() -> list[Command | Group]:
+    """Every top-level command, in pipeline order."""
     import msae.commands as pkg
 
-    modules = [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
-    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+    found: list[Command | Group] = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        found.extend(importlib.import_module(f"{pkg.__name__}.{info.name}").COMMANDS)
+    return sorted(found, key=lambda c: (c.order, c.name))
+
+
+def _add(subparsers: Any, node: Command | Group, path: tuple[str, ...]) -> None:
+    parser = subparsers.add_parser(node.name, help=node.help, description=node.description or node.help)
+    here = (*path, node.name)
+    if isinstance(node, Group):
+        sub = parser.add_subparsers(dest=f"_action_{len(here)}", metavar="ACTION", required=True)
+        for child in node.commands:
+            _add(sub, child, here)
+        return
+    add_options(parser, node.spec())
+    parser.set_defaults(_command=node, _command_name=" ".join(here))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sparse autoencoders that interpret CLIP. Each subcommand is one pipeline stage.",
     )
     parser.add_argument("--version", action="version", version=f"msae {__version__}")
-    parser.add_argument("--log", type=Path, default=None, metavar="FILE",
-                        help="also write the stage's messages (stderr) to FILE, e.g. one log per pipeline job")
-    sub = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
-    for module in _command_modules():
-        module.register(sub)
+    parser.add_argument(
+        "--log",
+        dest="_log",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the stage's messages (stderr) to FILE, e.g. one log per pipeline job",
+    )
+    sub = parser.add_subparsers(dest="_stage", metavar="STAGE", required=True)
+    for node in command_tree():
+        _add(sub, node, ())
     return parser
 
 
@@ -44,7 +68,7 @@ class _Tee:
     """A text stream that also copies everything to a log file: pipelines keep one log per job
     while the person running them still watches progress on the terminal."""
 
-    def __init__(self, stream, log) -> None:
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
         self._stream, self._log = stream, log
 
     def write(self, text: str) -> int:
@@ -55,7 +79,7 @@ class _Tee:
         self._log.flush()
         self._stream.flush()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
@@ -67,7 +91,7 @@ def _stderr_copied_to(log_path: Path | None) -> Iterator[None]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     original = sys.stderr
     with open(log_path, "w", encoding="utf-8") as log:
-        sys.stderr = _Tee(original, log)
+        sys.stderr = _Tee(original, log)  # type: ignore[assignment]
         try:
             yield
         finally:
@@ -77,18 +101,27 @@ def _stderr_copied_to(log_path: Path | None) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _stderr_copied_to(args.log):
+    with _stderr_copied_to(args._log):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from msae.config.base import describe_validation
+
+    command: Command = args._command
     try:
-        code = args.func(args)
+        config = config_from_args(args, command.spec())
+        code = command.run(config)
+    except ValidationError as exc:  # a config built inside the stage from bad values
+        print(f"msae {args._command_name}: error: {describe_validation(exc)}", file=sys.stderr)
+        return 2
     except MsaeError as exc:
-        print(f"msae {args.command}: error: {exc}", file=sys.stderr)
+        print(f"msae {args._command_name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"msae {args.command}: interrupted", file=sys.stderr)
+        print(f"msae {args._command_name}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
 

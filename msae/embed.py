@@ -1,4 +1,4 @@
-"""`msae embed`: run a CLIP backbone over a source and write the embedding store (DESIGN §3).
+"""`msae embed`: run a CLIP backbone over a source and write the embedding store (docs/internals.md).
 
 The work is cut into fixed chunks of the (sharded) catalogue. Each finished chunk is written to a
 sidecar folder `OUT.parts/` before the next starts, so an interrupted run resumes where it stopped;
@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from msae import __version__
 from msae.backbone import Backbone, SplitPreprocess, batched, combine_prompts, load_backbone
+from msae.config.embed import EmbedConfig
 from msae.errors import MsaeError
 from msae.io import atomic_path, write_text_atomic
 from msae.sources import Catalogue, ImageRef, decode_image
-from msae.store import META_KEY, describe_backbone, read_meta, same_backbone, write_embeddings
+from msae.store import META_KEY, read_meta, write_embeddings
 
 SKIPPED_COLUMNS = ("id", "path", "error")
 PLAN_FILE = "plan.json"
@@ -130,7 +131,7 @@ def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[in
 def _fingerprint(catalogue: Catalogue, model: str, pretrained: str, chunk_rows: int) -> str:
     """Identity of the work: resumed chunks are only reused for exactly the same job."""
     digest = hashlib.sha256()
-    payload = catalogue.images if catalogue.images is not None else catalogue.prompts
+    payload: Sequence[object] = catalogue.images if catalogue.images is not None else catalogue.prompts or []
     digest.update(json.dumps([model, pretrained, catalogue.modality, chunk_rows]).encode())
     for item_id, item in zip(catalogue.ids, payload):
         digest.update(json.dumps([item_id, str(item)]).encode())
@@ -161,7 +162,15 @@ class _Parts:
         marker = self.marker(chunk)
         return json.loads(marker.read_text()) if marker.exists() else None
 
-    def write(self, chunk: int, catalogue: Catalogue, rows: list[int], vectors: np.ndarray, skipped: list[list[str]], meta: dict) -> None:
+    def write(
+        self,
+        chunk: int,
+        catalogue: Catalogue,
+        rows: list[int],
+        vectors: np.ndarray,
+        skipped: list[list[str]],
+        meta: dict,
+    ) -> None:
         if rows:  # ascending: the loader keeps the catalogue's order
             write_embeddings(
                 self.data(chunk),
@@ -173,7 +182,7 @@ class _Parts:
         write_text_atomic(self.marker(chunk), json.dumps({"rows": len(rows), "skipped": skipped}) + "\n")
 
 
-def _write_skipped(path: Path, skipped: list[list[str]]) -> None:
+def write_skipped(path: Path, skipped: list[list[str]]) -> None:
     """The sidecar list of skipped images, or no file at all when nothing was skipped."""
     if not skipped:
         path.unlink(missing_ok=True)
@@ -250,7 +259,9 @@ def embed_catalogue(
     start, stop = shard_bounds(len(catalogue), *shard)
     work = catalogue.subset(start, stop) if shard != (0, 1) else catalogue
     if len(work) == 0:
-        raise MsaeError(f"--shard {shard[0]}/{shard[1]}: this shard of {catalogue.name} is empty ({len(catalogue)} items)")
+        raise MsaeError(
+            f"--shard {shard[0]}/{shard[1]}: this shard of {catalogue.name} is empty ({len(catalogue)} items)"
+        )
     meta: dict[str, Any] = {
         "model": model,
         "pretrained": pretrained,
@@ -272,20 +283,22 @@ def embed_catalogue(
         try:
             _run_chunks(work, backbone, parts, pending, chunk_rows, batch_size, workers, meta, skipped, allowed)
         except _TooManyBad:
-            _write_skipped(skipped_path(out), skipped)
+            write_skipped(skipped_path(out), skipped)
             shutil.rmtree(parts.folder)
             raise MsaeError(
                 f"{catalogue.name}: more than {max_bad_fraction:.2%} of {len(work)} images are unreadable "
                 f"(>{allowed}); see {skipped_path(out)}. No output written; raise --max-bad-fraction to accept them."
             ) from None
     if len(skipped) > allowed:  # all chunks were already done by an earlier run with a laxer limit
-        _write_skipped(skipped_path(out), skipped)
-        raise MsaeError(f"{catalogue.name}: {len(skipped)} unreadable images exceed --max-bad-fraction {max_bad_fraction}")
+        write_skipped(skipped_path(out), skipped)
+        raise MsaeError(
+            f"{catalogue.name}: {len(skipped)} unreadable images exceed --max-bad-fraction {max_bad_fraction}"
+        )
     chunk_files = [parts.data(c) for c in range(n_chunks) if parts.data(c).exists()]
     if not chunk_files:
         raise MsaeError(f"{catalogue.name}: no item could be embedded (all {len(work)} skipped)")
     rows = concatenate_stores(chunk_files, out, meta)
-    _write_skipped(skipped_path(out), skipped)
+    write_skipped(skipped_path(out), skipped)
     shutil.rmtree(parts.folder)
     return EmbedSummary(out, rows, len(skipped), time.perf_counter() - started, len(finished), list(work.notes))
 
@@ -293,6 +306,7 @@ def embed_catalogue(
 def _shown_path(work: Catalogue, index: int) -> str:
     if "path" in work.columns:
         return str(work.columns["path"].iloc[index])
+    assert work.images is not None  # an image catalogue
     return work.images[index].file
 
 
@@ -316,7 +330,14 @@ def _run_chunks(
         if work.modality == "text":
             for c in pending:
                 a, b = bounds[c]
-                parts.write(c, work, list(range(a, b)), _encode_text_chunk(backbone, work.prompts[a:b], batch_size, bar), [], meta)
+                parts.write(
+                    c,
+                    work,
+                    list(range(a, b)),
+                    _encode_text_chunk(backbone, (work.prompts or [])[a:b], batch_size, bar),
+                    [],
+                    meta,
+                )
         else:
             _image_chunks(work, backbone, parts, bounds, chunk_rows, batch_size, workers, meta, skipped, allowed, bar)
 
@@ -338,6 +359,7 @@ def _image_chunks(
     chunk, so a chunk is complete, and written, when its last batch is embedded."""
     batches = [list(range(s, min(b, s + batch_size))) for a, b in bounds.values() for s in range(a, b, batch_size)]
     data_path = backbone.data_path
+    assert work.images is not None  # an image catalogue
     loader = image_batches(work.images, data_path, batches, workers, pin_memory=backbone.device.type == "cuda")
     rows: list[int] = []
     vectors: list[np.ndarray] = []
@@ -362,58 +384,37 @@ def _image_chunks(
                 bar.set_postfix(skipped=len(skipped))
 
 
-GATHER_KEYS = ("model", "pretrained", "modality", "dim", "dataset", "split")
+def embed_run(config: EmbedConfig) -> EmbedSummary:
+    """`msae embed`: open the source, check the backbone and embed one shard into `config.out`."""
+    from msae.backbone import check_backbone
+    from msae.runtime import configure_torch, resolve_device
+    from msae.sources import TEXT_SOURCES, open_source
 
-
-def _shard_order(inputs: Sequence[Path], metas: list[dict]) -> list[int]:
-    """Positions of the inputs in shard order: by their `shard` metadata when they have one
-    (then all shards 0..n-1 must be present once), else the order given."""
-    tags = [m.get("shard") for m in metas]
-    if all(t is None for t in tags):
-        return list(range(len(inputs)))
-    if any(t is None for t in tags):
-        plain = [str(p) for p, t in zip(inputs, tags) if t is None]
-        raise MsaeError(f"gather: mixing sharded and unsharded stores ({', '.join(plain)} has no shard)")
-    parsed = [parse_shard(t) for t in tags]
-    counts = {n for _, n in parsed}
-    if len(counts) != 1:
-        raise MsaeError(f"gather: shards of different splittings ({', '.join(sorted(set(tags)))})")
-    count = counts.pop()
-    present = sorted(i for i, _ in parsed)
-    if present != list(range(count)):
-        missing = sorted(set(range(count)) - set(present))
-        repeated = sorted({i for i in present if present.count(i) > 1})
-        raise MsaeError(f"gather: need shards 0..{count - 1} once each; missing {missing}, repeated {repeated}")
-    return sorted(range(len(inputs)), key=lambda k: parsed[k][0])
-
-
-def gather(inputs: Sequence[str | Path], out: str | Path) -> int:
-    """Concatenate shard stores into one (shard order), refusing mixed backbones, modalities,
-    dims or datasets and duplicate ids; their skipped lists are gathered too."""
-    paths = [Path(p) for p in inputs]
-    if not paths:
-        raise MsaeError("gather: no input stores given")
-    metas = [read_meta(p) for p in paths]
-    for path, meta in zip(paths[1:], metas[1:]):
-        differing = [k for k in GATHER_KEYS if meta.get(k) != metas[0].get(k)]
-        if differing:
-            what = describe_backbone(meta) if not same_backbone(meta, metas[0]) else ", ".join(differing)
-            raise MsaeError(f"gather: {path} differs from {paths[0]} in {', '.join(differing)} ({what})")
-    order = _shard_order(paths, metas)
-    seen: dict[str, Path] = {}
-    for k in order:
-        for batch in pq.ParquetFile(paths[k]).iter_batches(columns=["id"]):
-            for item_id in batch.column(0).to_pylist():
-                if item_id in seen:
-                    raise MsaeError(f"gather: id {item_id!r} is in both {seen[item_id]} and {paths[k]}")
-                seen[item_id] = paths[k]
-    meta = {key: value for key, value in metas[0].items() if key not in ("shard", "count")}
-    rows = concatenate_stores([paths[k] for k in order], Path(out), meta)
-    skipped = []
-    for k in order:
-        side = skipped_path(paths[k])
-        if side.exists():
-            with open(side, newline="", encoding="utf-8") as handle:
-                skipped.extend(list(csv.reader(handle))[1:])
-    _write_skipped(skipped_path(Path(out)), skipped)
-    return rows
+    modality = config.modality or ("text" if config.source in TEXT_SOURCES else "image")
+    shard = parse_shard(config.shard)
+    check_backbone(config.model, config.pretrained)  # fail on a typo before indexing a large source
+    resolve_device(config.device)
+    catalogue = open_source(
+        config.source, config.root, split=config.split, modality=modality, templates=list(config.template)
+    )
+    for note in catalogue.notes:
+        print(f"msae embed: {catalogue.name}: {note}", file=sys.stderr)
+    configure_torch()
+    extra: dict[str, Any] = {"source": config.source}
+    if config.template:
+        extra["templates"] = list(config.template)
+    return embed_catalogue(
+        catalogue,
+        config.out,
+        model=config.model,
+        pretrained=config.pretrained,
+        dataset=config.dataset or config.root.resolve().stem,
+        split=config.split or "all",
+        batch_size=config.batch_size,
+        workers=config.workers,
+        device=config.device,
+        shard=shard,
+        max_bad_fraction=config.max_bad_fraction,
+        chunk_rows=config.chunk_size,
+        extra_meta=extra,
+    )

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from msae.errors import MsaeError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -55,3 +57,37 @@ def file_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
         for chunk in iter(lambda: handle.read(chunk_bytes), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json_object(path: str | os.PathLike[str], missing: str = "") -> dict[str, Any]:
+    """A JSON object file; MsaeError naming the file when it is absent (`missing` says what to do),
+    unreadable, not UTF-8, malformed or not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise MsaeError(f"{path}: not found{f'; {missing}' if missing else ''}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MsaeError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise MsaeError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_frame(path: str | os.PathLike[str], required: tuple[str, ...] = (), missing: str = "") -> Any:
+    """A CSV or Parquet table with the `required` columns; MsaeError naming the file and column
+    (`missing` says what to do when the file is absent or unreadable)."""
+    import pandas as pd
+
+    path = Path(path)
+    hint = f"; {missing}" if missing else ""
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise MsaeError(f"{path}: cannot read ({exc}){hint}") from exc
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise MsaeError(
+            f"{path}: missing column(s) {', '.join(absent)} (has {', '.join(map(str, frame.columns))}){hint}"
+        )
+    return frame

@@ -1,4 +1,4 @@
-"""The embedding Parquet contract shared by every stage (DESIGN §3).
+"""The embedding Parquet contract shared by every stage (docs/internals.md).
 
 One row per item: `id` (unique string), `embedding` (fixed-size list of float32, length d) and
 optional `label`, `text`, `path` and ground-truth `attr_<name>` columns. The schema metadata key
@@ -169,7 +169,9 @@ def _extra_names(schema: pa.Schema, columns: Sequence[str] | None, where: str) -
     return list(columns)
 
 
-def _embedding_set(table: pa.Table, names: Sequence[str], meta: dict[str, Any], where: str, check_finite: bool) -> EmbeddingSet:
+def _embedding_set(
+    table: pa.Table, names: Sequence[str], meta: dict[str, Any], where: str, check_finite: bool
+) -> EmbeddingSet:
     """Turn an Arrow table of the contract (id, embedding, *names) into an EmbeddingSet."""
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     emb = _to_numpy(table.column("embedding"), int(meta["dim"]), where)
@@ -198,6 +200,16 @@ def read_embeddings(
     return _embedding_set(table, names, meta, str(p), check_finite)
 
 
+def _open(
+    path: str | os.PathLike[str], columns: Sequence[str]
+) -> tuple[Path, dict[str, Any], pq.ParquetFile, list[str]]:
+    """(path, checked metadata, Parquet handle, extra columns to read) of a store to stream."""
+    p = Path(path)
+    meta = read_meta(p)
+    handle = pq.ParquetFile(p)
+    return p, meta, handle, _extra_names(handle.schema_arrow, columns, str(p))
+
+
 def iter_embeddings(
     path: str | os.PathLike[str],
     batch_rows: int = 65536,
@@ -205,10 +217,7 @@ def iter_embeddings(
     check_finite: bool = True,
 ) -> Iterator[EmbeddingSet]:
     """Stream a store in record batches of at most `batch_rows` rows, for data larger than memory."""
-    p = Path(path)
-    meta = read_meta(p)
-    handle = pq.ParquetFile(p)
-    names = _extra_names(handle.schema_arrow, columns, str(p))
+    p, meta, handle, names = _open(path, columns)
     for batch in handle.iter_batches(batch_size=batch_rows, columns=["id", "embedding", *names]):
         yield _embedding_set(pa.Table.from_batches([batch]), names, meta, str(p), check_finite)
 
@@ -229,7 +238,9 @@ def describe_backbone(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('model')}/{meta.get('pretrained')}"
 
 
-def require_same_backbone(meta: Mapping[str, Any], where: str, reference: Mapping[str, Any], reference_says: str) -> None:
+def require_same_backbone(
+    meta: Mapping[str, Any], where: str, reference: Mapping[str, Any], reference_says: str
+) -> None:
     """Refuse to mix embeddings of two backbones, naming both. `reference_says` completes the
     sentence, e.g. "the SAE in DIR was trained on" or "eval.parquet was embedded with"."""
     if not same_backbone(meta, reference):
@@ -252,10 +263,23 @@ def iter_row_groups(
     check_finite: bool = True,
 ) -> Iterator[EmbeddingSet]:
     """Yield whole row groups in the given order (e.g. a seeded permutation for shuffled epochs)."""
-    p = Path(path)
-    meta = read_meta(p)
-    handle = pq.ParquetFile(p)
-    names = _extra_names(handle.schema_arrow, columns, str(p))
+    p, meta, handle, names = _open(path, columns)
     for index in order:
         table = handle.read_row_group(int(index), columns=["id", "embedding", *names])
         yield _embedding_set(table, names, meta, str(p), check_finite)
+
+
+def resolve_image_paths(store: EmbeddingSet, store_path: Path, image_root: Path | None) -> list[Path | None]:
+    """The `path` column resolved: absolute as is; relative against `image_root` (the directory
+    `msae embed` ran in; default the current one), else against the store's folder."""
+    if "path" not in store.columns:
+        return [None] * len(store)
+    root = image_root if image_root is not None else Path.cwd()
+    out: list[Path | None] = []
+    for value in store.columns["path"]:
+        if not isinstance(value, str) or not value:
+            out.append(None)
+            continue
+        p = Path(value)
+        out.append(p if p.is_absolute() else root / p if (root / p).exists() else store_path.parent / p)
+    return out

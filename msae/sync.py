@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from msae.config.project import SyncConfig
 from msae.errors import MsaeError
-from msae.pipeline import dvc_steps, missing_outputs, snakemake_steps
+from msae.pipeline.jobs import dvc_steps, missing_outputs, snakemake_steps
 
 TOOLS = ("snakemake", "dvc")
 SHOWN = 8
@@ -84,14 +85,14 @@ def sync_command(after: str) -> list[str]:
     raise MsaeError(f"--after {after!r}: choose from {', '.join(TOOLS)}")
 
 
-def sync(after: str, root: str | Path = ".", check_only: bool = False) -> list[str]:
-    """Check, then (unless check_only) run the recording command in `root`; return that command."""
-    root = Path(root).resolve()
-    command = sync_command(after)
+def sync(config: SyncConfig) -> list[str]:
+    """`msae sync`: check, then (unless `check`) run the recording command in `root`; return it."""
+    root = config.root.resolve()
+    command = sync_command(config.after)
     if not (root / "Snakefile").is_file() or not (root / "dvc.yaml").is_file():
         raise MsaeError(f"{root}: not an msae project (needs Snakefile and dvc.yaml)")
-    (check_after_snakemake if after == "snakemake" else check_after_dvc)(root)
-    if not check_only:
+    (check_after_snakemake if config.after == "snakemake" else check_after_dvc)(root)
+    if not config.check:
         result = subprocess.run(command, cwd=root)
         if result.returncode != 0:
             raise MsaeError(f"`{' '.join(command[2:])}` failed with exit status {result.returncode}")

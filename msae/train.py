@@ -1,28 +1,26 @@
-"""The SAE training loop (msae-reference §1.5 and §3), resumable and deterministic for a seed.
+"""The SAE training loop, resumable and deterministic for a seed.
 
-Per step: forward on a processed batch -> backward -> decoder rows to unit norm (encoder
-compensated) -> radial decoder gradient removed -> global grad norm clipped at 1.0 -> AdamW
-(0.9, 0.999, eps 6.25e-10, no weight decay) -> decoder rows renormalised again, so every saved
-decoder row has exactly unit norm (the reference leaves Adam's small drift in place). Metrics are
-accumulated on the device and read back only at log points.
+Per step (the official order, docs/paper.md): forward on a processed batch -> backward -> decoder
+rows to unit norm (encoder compensated) -> radial decoder gradient removed -> global grad norm
+clipped -> AdamW (0.9, 0.999, eps 6.25e-10, no weight decay) -> decoder rows renormalised again, so
+every saved decoder row has exactly unit norm (the official code leaves Adam's small drift in
+place). Metrics are accumulated on the device and read back only at log points.
 
-LR schedule: flat, then linear decay over the last 20% of training. Default unit "step": factor
-min(1, (T - t) / (0.2 T)) per step t of T, which falls smoothly to 1/(0.2 T) at the last step.
-Unit "epoch" is the reference's per-epoch LinearDecayLR (factor (E - e) / (0.2 E) from epoch
-int(0.8 E)), clamped at 1 (the reference exceeds 1 when 0.8 E is not an integer). Optional linear
-warmup multiplies either form.
+LR schedule: flat, then linear decay over the last `decay_fraction` of training. Default unit
+"step": factor min(1, (T - t) / (f T)) per step t of T, which falls smoothly to 1/(f T) at the
+last step. Unit "epoch" is the official per-epoch LinearDecayLR (factor (E - e) / (f E) from epoch
+int((1 - f) E)), clamped at 1 (the official form exceeds 1 when (1 - f) E is not an integer).
+Optional linear warmup multiplies either form.
 
 Checkpoints: at the end of every epoch OUT/checkpoint/state.pt holds model, optimiser, tracker,
-log rows, RNG and step; `resume=True` continues from it and reproduces the uninterrupted run.
+log rows, RNG and step; `resume` continues from it and reproduces the uninterrupted run.
 Outputs: model.safetensors, train_log.csv, then config.json (the done file).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,63 +30,22 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from msae.config.train import TrainCommon
 from msae.errors import MsaeError
 from msae.io import file_sha256, write_text_atomic
+from msae.layout import CHECKPOINT_DIR, CONFIG_FILE, TRAIN_LOG_FILE, TRAINING_STATE_FILE
 from msae.runtime import configure_torch, resolve_device, seed_everything
 from msae.sae import checkpoint
-from msae.sae.config import SAEConfig
-from msae.sae.data import PLACEMENTS, TrainingData
+from msae.sae.architecture import SAEConfig
+from msae.sae.data import TrainingData
 from msae.sae.model import Objective, SparseAutoencoder, scale_factor
 from msae.sae.tracking import LOG_COLUMNS, MetricsTracker
 
-DEFAULT_LR = {"relu": 5e-5, "topk": 5e-4, "batchtopk": 5e-4, "matryoshka": 1e-4, "jumprelu": 5e-4}
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 6.25e-10
-SCHEDULE_UNITS = ("step", "epoch")
-CHECKPOINT_DIR = "checkpoint"
-LOG_FILE = "train_log.csv"
 
 
-@dataclass
-class TrainConfig:
-    """Training parameters; all of them except `keep_checkpoint` must match for a resume."""
-
-    epochs: int = 30
-    batch_size: int = 4096
-    lr: float | None = None  # None: the paper's LR for the variant (DEFAULT_LR)
-    warmup_steps: int = 0
-    lr_schedule: str = "step"
-    decay_fraction: float = 0.2
-    grad_clip: float = 1.0
-    seed: int = 42
-    bf16: bool = False
-    log_every: int = 100
-    dead_window: int = 1000
-    auxk_dead_steps: int = 1000
-    data_placement: str = "auto"
-    keep_checkpoint: bool = False
-
-    def validate(self) -> TrainConfig:
-        checks = [
-            (self.epochs >= 1, f"--epochs {self.epochs}: must be >= 1"),
-            (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be >= 1"),
-            (self.lr is None or self.lr > 0, f"--lr {self.lr}: must be > 0"),
-            (self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps}: must be >= 0"),
-            (self.lr_schedule in SCHEDULE_UNITS, f"--lr-schedule {self.lr_schedule!r}: choose from {', '.join(SCHEDULE_UNITS)}"),
-            (0 < self.decay_fraction <= 1, f"--decay-fraction {self.decay_fraction}: must be in (0, 1]"),
-            (self.grad_clip > 0, f"--grad-clip {self.grad_clip}: must be > 0"),
-            (self.log_every >= 1, f"--log-every {self.log_every}: must be >= 1"),
-            (self.dead_window >= 1, f"--dead-window {self.dead_window}: must be >= 1"),
-            (self.auxk_dead_steps >= 1, f"--auxk-dead-steps {self.auxk_dead_steps}: must be >= 1"),
-            (self.data_placement in PLACEMENTS, f"--data-placement {self.data_placement!r}: choose from {', '.join(PLACEMENTS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise MsaeError(message)
-        return self
-
-
-def lr_factor(step: int, epoch: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, epoch: int, steps_per_epoch: int, cfg: TrainCommon) -> float:
     """Multiplier of the base LR at 0-based `step` (in `epoch`): warmup x flat-then-linear decay."""
     if cfg.lr_schedule == "step":
         position, total = step, cfg.epochs * steps_per_epoch
@@ -107,7 +64,7 @@ def training_step(
     grad_clip: float = 1.0,
     bf16: bool = False,
 ) -> Objective:
-    """One optimisation step in the reference's order (§1.5), plus a final renormalisation so the
+    """One optimisation step in the official order, plus a final renormalisation so the
     decoder rows are exactly unit norm after every step. No host sync."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         result = model.objective(x, dead)
@@ -121,10 +78,10 @@ def training_step(
     return result
 
 
-def _fingerprint(sae: SAEConfig, train: TrainConfig, data_sha256: str, placement: str) -> dict[str, Any]:
+def _fingerprint(sae: SAEConfig, train: TrainCommon, data_sha256: str, placement: str) -> dict[str, Any]:
     """Everything that must match for a resume to continue the same run (the resolved data
     placement too: device-resident and streamed epochs visit rows in different orders)."""
-    params = {k: v for k, v in dataclasses.asdict(train).items() if k != "keep_checkpoint"}
+    params = {k: v for k, v in train.training().items() if k != "keep_checkpoint"}
     params["data_placement"] = placement
     return {"sae": sae.to_dict(), "train": params, "data_sha256": data_sha256}
 
@@ -173,108 +130,145 @@ class TrainResult:
     final: dict[str, float]
 
 
-def train_sae(
-    embeddings: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    sae_config: SAEConfig,
-    train_config: TrainConfig,
-    device: str = "auto",
-    resume: bool = False,
-    progress: bool = True,
-) -> TrainResult:
-    """Train one SAE on an embedding store and write its checkpoint directory `out`."""
-    sae_config.validate()
-    train_config.validate()
-    embeddings, out = Path(embeddings), Path(out)
-    torch_device = resolve_device(device)
+@dataclass
+class _Session:
+    """Everything one training run holds while it runs (model, optimiser, data, bookkeeping)."""
+
+    config: TrainCommon
+    sae_config: SAEConfig
+    data: TrainingData
+    model: SparseAutoencoder
+    optimizer: torch.optim.Optimizer
+    tracker: MetricsTracker
+    fingerprint: dict[str, Any]
+    sha256: str
+    device: torch.device
+    log_rows: list[dict[str, float]]
+    step: int = 0
+    start_epoch: int = 0
+
+    @property
+    def state_path(self) -> Path:
+        return self.config.out / CHECKPOINT_DIR / TRAINING_STATE_FILE
+
+
+def _open_session(config: TrainCommon) -> _Session:
+    """Read the data and its statistics, build the model and optimiser (restored on resume)."""
+    device = resolve_device(config.device)
     configure_torch()
-    data = TrainingData(embeddings, train_config.batch_size, torch_device, train_config.data_placement, train_config.seed)
-    if data.dim != sae_config.d:
-        raise MsaeError(f"{embeddings}: embeddings have dim {data.dim}, but the SAE expects d={sae_config.d}")
-    sha = file_sha256(embeddings)
-    fingerprint = _fingerprint(sae_config, train_config, sha, data.placement)
-    state_path = out / CHECKPOINT_DIR / checkpoint.TRAINING_STATE_FILE
-    saved = _load_compatible_state(state_path, fingerprint) if resume else None
-    (out / checkpoint.CONFIG_FILE).unlink(missing_ok=True)  # the done file must never describe stale tensors
+    data = TrainingData(config.embeddings, config.batch_size, device, config.data_placement, config.seed)
+    sae_config = config.architecture(data.dim)
+    sha = file_sha256(config.embeddings)
+    fingerprint = _fingerprint(sae_config, config, sha, data.placement)
+    state_path = config.out / CHECKPOINT_DIR / TRAINING_STATE_FILE
+    saved = _load_compatible_state(state_path, fingerprint) if config.resume else None
+    (config.out / CONFIG_FILE).unlink(missing_ok=True)  # the done file must never describe stale tensors
 
     moments = data.stats()
     try:
         scale = scale_factor(moments.mean_sq_centred_norm(), data.dim, sae_config.scale_mode)
     except ValueError as exc:
-        raise MsaeError(f"{embeddings}: {exc} (all rows identical?)") from exc
+        raise MsaeError(f"{config.embeddings}: {exc} (all rows identical?)") from exc
     mean = torch.from_numpy(moments.mean()).float()
     data.normalise_with(mean, scale)
 
-    seed_everything(train_config.seed)
+    seed_everything(config.seed)
     model = SparseAutoencoder(sae_config)
     model.set_statistics(mean, scale)
-    model.to(torch_device).train()
-    base_lr = train_config.lr if train_config.lr is not None else DEFAULT_LR[sae_config.variant]
+    model.to(device).train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=base_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0, fused=torch_device.type == "cuda"
+        model.parameters(),
+        lr=config.base_lr,
+        betas=ADAM_BETAS,
+        eps=ADAM_EPS,
+        weight_decay=0.0,
+        fused=device.type == "cuda",
     )
-    tracker = MetricsTracker(sae_config.n_latents, train_config.dead_window, torch_device, sae_config.auxk_alpha > 0)
-    log_rows: list[dict[str, float]] = []
-    step, start_epoch = 0, 0
+    tracker = MetricsTracker(sae_config.n_latents, config.dead_window, device, sae_config.auxk_alpha > 0)
+    session = _Session(config, sae_config, data, model, optimizer, tracker, fingerprint, sha, device, [])
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         tracker.load_state_dict(saved["tracker"])
         torch.set_rng_state(saved["rng"])
-        log_rows, step, start_epoch = list(saved["log"]), int(saved["step"]), int(saved["epoch"])
+        session.log_rows, session.step, session.start_epoch = (
+            list(saved["log"]),
+            int(saved["step"]),
+            int(saved["epoch"]),
+        )
+    return session
 
+
+def _save_epoch(s: _Session, epoch: int) -> None:
+    """The log so far and a resumable checkpoint at the end of an epoch."""
+    write_text_atomic(s.config.out / TRAIN_LOG_FILE, _log_csv(s.log_rows))
+    checkpoint.save_training_state(
+        s.state_path,
+        {
+            "fingerprint": s.fingerprint,
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "tracker": s.tracker.state_dict(),
+            "rng": torch.get_rng_state(),
+            "log": s.log_rows,
+            "step": s.step,
+            "epoch": epoch + 1,
+        },
+    )
+
+
+def _run_epochs(s: _Session, progress: bool) -> None:
+    """The training loop from the session's step to the end, checkpointing every epoch."""
+    cfg, data = s.config, s.data
     steps_per_epoch = data.steps_per_epoch
-    total_steps = train_config.epochs * steps_per_epoch
+    total_steps = cfg.epochs * steps_per_epoch
     bar = tqdm(
-        total=train_config.epochs * data.rows,
-        initial=start_epoch * data.rows,
+        total=cfg.epochs * data.rows,
+        initial=s.start_epoch * data.rows,
         unit="sample",
         unit_scale=True,
-        desc=f"train {sae_config.variant}",
+        desc=f"train {s.sae_config.variant}",
         disable=not progress,
         dynamic_ncols=True,
     )
-    started = time.perf_counter()
-    for epoch in range(start_epoch, train_config.epochs):
+    for epoch in range(s.start_epoch, cfg.epochs):
         for x in data.batches(epoch):
-            lr = base_lr * lr_factor(step, epoch, steps_per_epoch, train_config)
-            for group in optimizer.param_groups:
+            lr = cfg.base_lr * lr_factor(s.step, epoch, steps_per_epoch, cfg)
+            for group in s.optimizer.param_groups:
                 group["lr"] = lr
-            dead = tracker.dead_mask(step, train_config.auxk_dead_steps)
-            result = training_step(model, optimizer, x, dead, train_config.grad_clip, train_config.bf16)
-            tracker.update(step, result.loss, x, result.x_hat, result.z_tracked)
-            step += 1
-            if step % train_config.log_every == 0 or step == total_steps:
-                row = tracker.log_row(step, epoch, lr)
-                log_rows.append(row)
-                bar.set_postfix(loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3g}", l0=f"{row['l0']:.1f}", refresh=False)
+            dead = s.tracker.dead_mask(s.step, cfg.auxk_dead_steps)
+            result = training_step(s.model, s.optimizer, x, dead, cfg.grad_clip, cfg.bf16)
+            s.tracker.update(s.step, result.loss, x, result.x_hat, result.z_tracked)
+            s.step += 1
+            if s.step % cfg.log_every == 0 or s.step == total_steps:
+                row = s.tracker.log_row(s.step, epoch, lr)
+                s.log_rows.append(row)
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3g}", l0=f"{row['l0']:.1f}", refresh=False
+                )
             bar.update(len(x))
-        write_text_atomic(out / LOG_FILE, _log_csv(log_rows))
-        checkpoint.save_training_state(state_path, {
-            "fingerprint": fingerprint,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "tracker": tracker.state_dict(),
-            "rng": torch.get_rng_state(),
-            "log": log_rows,
-            "step": step,
-            "epoch": epoch + 1,
-        })
+        _save_epoch(s, epoch)
     bar.close()
-    seconds = time.perf_counter() - started
 
-    final = dict(log_rows[-1]) if log_rows else {}
+
+def train_sae(config: TrainCommon, progress: bool = True) -> TrainResult:
+    """Train one SAE on an embedding store and write its checkpoint directory `config.out`."""
+    session = _open_session(config)
+    started = time.perf_counter()
+    _run_epochs(session, progress)
+    seconds = time.perf_counter() - started
+    final = dict(session.log_rows[-1]) if session.log_rows else {}
     info = {
-        "training": {**dataclasses.asdict(train_config), "lr": base_lr, "device": str(torch_device), "steps": step},
-        "data": _provenance(data, sha),
-        "final_dead_latents": tracker.final_dead_latents(),
+        "training": {**config.training(), "lr": config.base_lr, "device": str(session.device), "steps": session.step},
+        "data": _provenance(session.data, session.sha256),
+        "final_dead_latents": session.tracker.final_dead_latents(),
         "final": final,
     }
-    model.eval()
-    checkpoint.save(model, out, info)
-    if not train_config.keep_checkpoint:
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    return TrainResult(out=out, steps=step, seconds=seconds, final=final)
+    session.model.eval()
+    checkpoint.save(session.model, config.out, info)
+    if not config.keep_checkpoint:
+        shutil.rmtree(config.out / CHECKPOINT_DIR, ignore_errors=True)
+    return TrainResult(out=config.out, steps=session.step, seconds=seconds, final=final)
 
 
-__all__ = ["DEFAULT_LR", "TrainConfig", "TrainResult", "lr_factor", "train_sae", "training_step"]
+__all__ = ["TrainResult", "lr_factor", "train_sae", "training_step"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from msae.config.embed import VocabConfig
 from msae.errors import MsaeError
 from msae.io import write_text_atomic
 
@@ -153,3 +154,23 @@ def build_vocabulary(
 def write_term_file(path: str | os.PathLike[str], terms: Iterable[str]) -> Path:
     """Write terms one per line, atomically."""
     return write_text_atomic(path, "".join(f"{t}\n" for t in terms))
+
+
+def write_vocabulary(config: VocabConfig) -> tuple[list[str], dict[str, int]]:
+    """`msae vocab`: build the vocabulary of `config` and write it to `config.out`."""
+    blocklist = None
+    if config.blocklist is not None:
+        if not config.blocklist.is_file():
+            raise MsaeError(f"--blocklist {config.blocklist}: file not found")
+        try:
+            lines = config.blocklist.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise MsaeError(
+                f"--blocklist {config.blocklist}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
+        blocklist = read_blocklist_lines(lines)
+    terms, counts = build_vocabulary(
+        config.n_common, include_world=not config.no_world, blocklist=blocklist, min_length=config.min_length
+    )
+    write_term_file(config.out, terms)
+    return terms, counts

@@ -9,10 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msae.pipeline import Step, dvc_steps, snakemake_steps
+from msae.pipeline.jobs import Step, dvc_steps, snakemake_steps
 
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "profiles", "configs", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore")
+PIPELINE_FILES = (
+    "Snakefile",
+    "dvc.yaml",
+    "params.yaml",
+    "workflow",
+    "profiles",
+    "configs",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    ".dvcignore",
+)
 # The one intended difference: DVC validates params.yaml in a first stage, the Snakefile while parsed.
 DVC_ONLY = {"check_params"}
 
@@ -54,7 +65,8 @@ def run_tool(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
 
 
 def normalise(steps: list[Step]) -> set[tuple[str, frozenset[str], frozenset[str]]]:
-    """(command, inputs, outputs) per job, each input replaced by the job outputs it stands for.
+    """(argv, inputs, outputs) per job, each input replaced by the job outputs it stands for (the
+    command compared as the shell splits it: the tools quote differently).
 
     A Snakemake input is a file or a directory output; a DVC dependency may also be a folder that
     holds several outputs (DVC links a stage to every output under a folder it depends on). Mapping
@@ -67,10 +79,7 @@ def normalise(steps: list[Step]) -> set[tuple[str, frozenset[str], frozenset[str
         covering = {o for o in produced if o == path or path.startswith(o + "/") or o.startswith(path + "/")}
         return covering or {path}
 
-    return {
-        (step.command, frozenset().union(*(consumed(p) for p in step.inputs)), step.outputs)
-        for step in steps
-    }
+    return {(step.argv, frozenset().union(*(consumed(p) for p in step.inputs)), step.outputs) for step in steps}
 
 
 def both_dags(root: Path) -> tuple[set, set]:
@@ -79,7 +88,9 @@ def both_dags(root: Path) -> tuple[set, set]:
     return normalise(snakemake_steps(root)), normalise(dvc)
 
 
-def tiny_params(default: dict, pretrained: str, runs: tuple[str, ...] = ("relu", "topk", "batchtopk", "matryoshka")) -> dict:
+def tiny_params(
+    default: dict, pretrained: str, runs: tuple[str, ...] = ("relu", "topk", "batchtopk", "matryoshka")
+) -> dict:
     """A few hundred world images and one small run per variant (or only the `runs` named):
     the whole pipeline in minutes."""
     params = copy.deepcopy(default)
@@ -98,6 +109,8 @@ def tiny_params(default: dict, pretrained: str, runs: tuple[str, ...] = ("relu",
     params["evaluate"].update({"cknna-batch": 100, "probe-max-epochs": 5, "device": "cpu"})
     params["concepts"].update({"gallery-limit": 3, "top-images": 4, "null-samples": 50, "device": "cpu"})
     # Latents by id: a tiny SAE need not have found a concept of a given name.
-    params["probes"]["similarity"].update({"concept": ["0", "1"], "queries": "random:3", "max-strips": 1, "device": "cpu"})
+    params["probes"]["similarity"].update(
+        {"concept": ["0", "1"], "queries": "random:3", "max-strips": 1, "device": "cpu"}
+    )
     params["probes"]["bias"].update({"candidates": ["0", "1", "2"], "plot-top": 5, "device": "cpu"})
     return params

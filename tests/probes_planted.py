@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from msae.sae import SAEConfig, SparseAutoencoder, save
+from msae.sae import SparseAutoencoder, make_config, save
 from msae.store import EmbeddingSet, write_embeddings
 
 COLOURS = ("red", "green", "blue", "yellow")
@@ -42,7 +42,7 @@ def planted_sae() -> SparseAutoencoder:
     atoms, mean = planted_atoms(0)
     rng = np.random.default_rng(1)
     b_pre = rng.normal(size=D) * 0.1
-    sae = SparseAutoencoder(SAEConfig(variant="relu", d=D, n_latents=N_LATENTS, l1=0.0))
+    sae = SparseAutoencoder(make_config("relu", D, N_LATENTS / D, l1=0.0))
     with torch.no_grad():
         sae.W_dec.copy_(torch.as_tensor(atoms, dtype=torch.float32))
         sae.W_enc.copy_(torch.as_tensor(atoms.T, dtype=torch.float32))
@@ -55,7 +55,11 @@ def planted_sae() -> SparseAutoencoder:
 
 
 def planted_items(
-    colours: np.ndarray, shapes: np.ndarray, seed: int = 0, noise: float = 0.05, shape_strength: float = 1.0,
+    colours: np.ndarray,
+    shapes: np.ndarray,
+    seed: int = 0,
+    noise: float = 0.05,
+    shape_strength: float = 1.0,
     shape_noise: float = 0.0,
 ) -> np.ndarray:
     """Raw embeddings mean + c·atom[colour] + s·atom[shape] + noise; `shape_noise` blurs the shape
@@ -102,7 +106,15 @@ def biased_store(n: int, bias_rate: float | None, seed: int, split: str, shape_n
 
 
 def _meta(split: str, n: int) -> dict:
-    return {"model": "planted", "pretrained": "none", "modality": "image", "dim": D, "dataset": "planted", "split": split, "count": n}
+    return {
+        "model": "planted",
+        "pretrained": "none",
+        "modality": "image",
+        "dim": D,
+        "dataset": "planted",
+        "split": split,
+        "count": n,
+    }
 
 
 def write_store(store: EmbeddingSet, path: Path) -> Path:
@@ -114,12 +126,21 @@ def latents_table() -> pd.DataFrame:
     names = [*COLOURS, *SHAPES] + [f"noise{i}" for i in range(N_LATENTS - len(COLOURS) - len(SHAPES))]
     attributes = ["color"] * len(COLOURS) + ["shape"] * len(SHAPES) + [""] * (N_LATENTS - len(COLOURS) - len(SHAPES))
     valid = [True] * (len(COLOURS) + len(SHAPES)) + [False] * (N_LATENTS - len(COLOURS) - len(SHAPES))
-    return pd.DataFrame({
-        "latent": np.arange(N_LATENTS), "name": names, "score": np.linspace(0.9, 0.5, N_LATENTS),
-        "margin": 0.1, "frequency": 0.25, "valid": valid, "attribute": attributes,
-    })
+    return pd.DataFrame(
+        {
+            "latent": np.arange(N_LATENTS),
+            "name": names,
+            "score": np.linspace(0.9, 0.5, N_LATENTS),
+            "margin": 0.1,
+            "frequency": 0.25,
+            "valid": valid,
+            "attribute": attributes,
+        }
+    )
 
 
 def write_sae(path: Path) -> Path:
-    info = {"data": {"model": "planted", "pretrained": "none", "modality": "image", "dataset": "planted", "split": "train"}}
+    info = {
+        "data": {"model": "planted", "pretrained": "none", "modality": "image", "dataset": "planted", "split": "train"}
+    }
     return save(planted_sae(), path, info)

@@ -35,7 +35,9 @@ def test_image_and_text_encodings_equal_open_clip(checkpoint):
     # raw, not normalised: a random model's norms are far from 1
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
     texts = ["a large red star", "a small blue circle on a striped background"]
-    np.testing.assert_allclose(model.encode_texts(texts).numpy(), reference_text_embeddings(checkpoint, texts), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        model.encode_texts(texts).numpy(), reference_text_embeddings(checkpoint, texts), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_pt_checkpoint_loads_the_same_weights(checkpoint, tmp_path):

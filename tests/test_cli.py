@@ -7,9 +7,22 @@ import sys
 
 import pytest
 
-from msae.cli import _command_modules, build_parser, main
+from msae.cli import build_parser, command_tree, main
+from msae.commands import Command, Group
 
-EXPECTED_STAGES = {"world", "embed", "gather", "train", "evaluate", "stability", "vocab", "concepts", "probe", "report", "sync"}
+EXPECTED_STAGES = {
+    "world",
+    "embed",
+    "gather",
+    "train",
+    "evaluate",
+    "stability",
+    "vocab",
+    "concepts",
+    "probe",
+    "report",
+    "sync",
+}
 
 
 def _subcommands() -> dict:
@@ -34,8 +47,16 @@ def test_every_subcommand_has_help(name, capsys):
 
 
 def test_command_modules_follow_the_contract():
-    for module in _command_modules():
-        assert isinstance(module.ORDER, int) and module.HELP and callable(module.register), module.__name__
+    def walk(node):
+        assert isinstance(node.order, int) and node.help, node.name
+        if isinstance(node, Group):
+            for child in node.commands:
+                walk(child)
+        else:
+            assert isinstance(node, Command) and callable(node.run) and node.spec().models, node.name
+
+    for node in command_tree():
+        walk(node)
 
 
 def test_help_does_not_import_torch():

@@ -34,7 +34,7 @@ def test_image_activity_matches_brute_force(budget):
     sae = random_sae(d, n, seed=0)
     x = np.random.default_rng(1).normal(size=(250, d)).astype(np.float32)
     got = image_activity(sae, x, top=m, budget=budget, progress=False)
-    pre = ((x.astype(np.float64) - sae.mean.double().numpy()) * float(sae.scale) - sae.b_pre.detach().double().numpy())
+    pre = (x.astype(np.float64) - sae.mean.double().numpy()) * float(sae.scale) - sae.b_pre.detach().double().numpy()
     dense = np.maximum(pre @ sae.W_enc.detach().double().numpy() + sae.b_enc.detach().double().numpy(), 0)
     np.testing.assert_array_equal(got.active_count, (dense > 0).sum(0))
     np.testing.assert_allclose(got.frequency, (dense > 0).mean(0))
@@ -42,7 +42,9 @@ def test_image_activity_matches_brute_force(budget):
         order = np.argsort(-dense[:, j], kind="stable")[:m]
         expect = [int(i) for i in order if dense[i, j] > 0] + [-1] * sum(dense[order, j] <= 0)
         assert got.top_images[j].tolist() == expect, j
-        np.testing.assert_allclose(got.top_values[j], np.where(np.array(expect) >= 0, dense[order, j], 0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            got.top_values[j], np.where(np.array(expect) >= 0, dense[order, j], 0), rtol=1e-4, atol=1e-5
+        )
     counts = got.active_count  # dead, fewer than m, and many firing images are all exercised
     assert (counts == 0).any() and ((counts > 0) & (counts < m)).any() and (counts > m).any()
 
@@ -109,16 +111,32 @@ def test_precision_counts_whole_words_of_multi_word_values():
 
 
 def test_validity_rule_checks_its_thresholds():
-    for bad, option in ((ValidityRule(min_active=0), "--min-active"), (ValidityRule(null_quantile=1.0), "--null-quantile"),
-                        (ValidityRule(caption_alpha=0), "--caption-alpha"),
-                        (ValidityRule(min_caption_rate=1.5), "--min-caption-rate")):
+    for bad, option in (
+        (ValidityRule(min_active=0), "--min-active"),
+        (ValidityRule(null_quantile=1.0), "--null-quantile"),
+        (ValidityRule(caption_alpha=0), "--caption-alpha"),
+        (ValidityRule(min_caption_rate=1.5), "--min-caption-rate"),
+    ):
         with pytest.raises(MsaeError, match=option):
             bad.check()
 
 
+def test_rule_three_branches_apply_their_thresholds():
+    rule = ValidityRule(min_agreement_z=2.5, caption_alpha=0.05, min_caption_rate=0.6)
+    z = np.array([2.4999, 2.5, 9.0, np.nan])
+    assert rule.agrees_by_embeddings(z).tolist() == [False, True, True, False]
+    rate = np.array([0.6, 0.59, 1.0, 0.8])
+    p = np.array([0.05, 0.001, 0.0501, 0.0])
+    assert rule.agrees_by_captions(rate, p).tolist() == [True, False, False, True]
+
+
 def test_ground_truth_precision_and_coverage():
-    columns = pd.DataFrame({"attr_color": ["red", "red", "blue", "green", "Red", "blue"],
-                            "attr_size": ["small", "large", "small", "large", "small", "large"]})
+    columns = pd.DataFrame(
+        {
+            "attr_color": ["red", "red", "blue", "green", "Red", "blue"],
+            "attr_size": ["small", "large", "small", "large", "small", "large"],
+        }
+    )
     names = ["red", "blue", "small", "dog", "green", "red"]
     valid = np.array([True, True, True, True, False, True])
     top = np.array([[0, 1, 4, -1], [2, 5, 0, 1], [0, 2, 4, 1], [0, 1, 2, 3], [3, -1, -1, -1], [-1, -1, -1, -1]])

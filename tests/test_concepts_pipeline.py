@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from msae.concepts import ValidityRule, extract_concepts
+from msae.concepts import extract_concepts
+from msae.config.concepts import ConceptsConfig
 from msae.errors import MsaeError
 from msae.sae import SparseAutoencoder, make_config, save
 from msae.store import write_embeddings
@@ -92,7 +93,9 @@ def planted_sae(atoms: np.ndarray, mean: np.ndarray, scale: float, bias: float =
 def test_planted_world_is_named_validated_and_scored(tmp_path):
     sae_dir, vocab, images = build_world(tmp_path)
     out = tmp_path / "out"
-    summary = extract_concepts(sae_dir, vocab, images, out, null_samples=300, device="cpu")
+    summary = extract_concepts(
+        ConceptsConfig(sae=sae_dir, vocab=vocab, images=images, out=out, null_samples=300, device="cpu")
+    )
     latents = pd.read_parquet(out / "latents.parquet")
     k = len(WORDS)
     assert latents["name"].tolist()[:k] == list(WORDS)
@@ -114,7 +117,17 @@ def test_activation_naming_without_captions_finds_the_same_concepts(tmp_path):
 
     s = read_embeddings(images)
     write_embeddings(images, s.ids, s.embeddings, s.meta, s.columns.drop(columns=["text"]))
-    summary = extract_concepts(sae_dir, vocab, images, tmp_path / "out", method="activation", null_samples=300, device="cpu")
+    summary = extract_concepts(
+        ConceptsConfig(
+            sae=sae_dir,
+            vocab=vocab,
+            images=images,
+            out=tmp_path / "out",
+            method="activation",
+            null_samples=300,
+            device="cpu",
+        )
+    )
     latents = pd.read_parquet(tmp_path / "out" / "latents.parquet")
     k = len(WORDS)
     assert summary["agreement"] == "embeddings"
@@ -128,15 +141,29 @@ def test_galleries_and_index_sorted_by_frequency(tmp_path):
     out = tmp_path / "out"
     (out / "galleries").mkdir(parents=True)
     (out / "galleries" / "latent_000999.png").write_bytes(b"a page of an earlier run")
-    extract_concepts(sae_dir, vocab, images, out, null_samples=100, latents=[len(WORDS) + 1], gallery_limit=3,
-                     top_images=4, rule=ValidityRule(min_active=3), device="cpu")
+    extract_concepts(
+        ConceptsConfig(
+            sae=sae_dir,
+            vocab=vocab,
+            images=images,
+            out=out,
+            null_samples=100,
+            latents=[len(WORDS) + 1],
+            gallery_limit=3,
+            top_images=4,
+            min_active=3,
+            device="cpu",
+        )
+    )
     latents = pd.read_parquet(out / "latents.parquet")
     pages = sorted(p.name for p in (out / "galleries").glob("*.png"))
-    valid_by_freq = latents[latents["valid"]].sort_values("frequency", ascending=False, kind="stable")["latent"].tolist()[:3]
+    valid_by_freq = (
+        latents[latents["valid"]].sort_values("frequency", ascending=False, kind="stable")["latent"].tolist()[:3]
+    )
     expected = {f"latent_{j:06d}.png" for j in [*valid_by_freq, len(WORDS) + 1]}
     assert set(pages) == expected
     html = (out / "index.html").read_text()
-    positions = [html.index(f'galleries/latent_{j:06d}.png') for j in valid_by_freq]
+    positions = [html.index(f"galleries/latent_{j:06d}.png") for j in valid_by_freq]
     assert positions == sorted(positions)
     assert "http" not in html  # self-contained
     from PIL import Image
@@ -156,26 +183,32 @@ def test_vocabulary_from_another_backbone_is_refused_naming_both(tmp_path):
     sae_dir, vocab, images = build_world(tmp_path, n_images=50)
     _rewrite_meta(vocab, model="ViT-B-32", pretrained="openai")
     with pytest.raises(MsaeError, match=r"ViT-B-32/openai.*toy-clip/planted"):
-        extract_concepts(sae_dir, vocab, images, tmp_path / "out", device="cpu")
+        extract_concepts(ConceptsConfig(sae=sae_dir, vocab=vocab, images=images, out=tmp_path / "out", device="cpu"))
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_bad_inputs_are_named(tmp_path):
     sae_dir, vocab, images = build_world(tmp_path, n_images=50)
-    with pytest.raises(MsaeError, match="must hold text embeddings"):
-        extract_concepts(sae_dir, images, images, tmp_path / "out", device="cpu")
+    with pytest.raises(MsaeError, match="expected text embeddings here"):
+        extract_concepts(ConceptsConfig(sae=sae_dir, vocab=images, images=images, out=tmp_path / "out", device="cpu"))
     with pytest.raises(MsaeError, match="--latents 99"):
-        extract_concepts(sae_dir, vocab, images, tmp_path / "out", latents=[99], device="cpu")
+        extract_concepts(
+            ConceptsConfig(sae=sae_dir, vocab=vocab, images=images, out=tmp_path / "out", latents=[99], device="cpu")
+        )
     with pytest.raises(MsaeError, match="no config.json"):
-        extract_concepts(tmp_path, vocab, images, tmp_path / "out", device="cpu")
+        extract_concepts(ConceptsConfig(sae=tmp_path, vocab=vocab, images=images, out=tmp_path / "out", device="cpu"))
     other = tmp_path / "other.parquet"
     write_embeddings(other, ["a"], np.zeros((1, D + 1)), _meta("text", "vocab"))
-    with pytest.raises(MsaeError, match=f"dim {D + 1}, expected {D}"):
-        extract_concepts(sae_dir, other, images, tmp_path / "out", device="cpu")
+    with pytest.raises(MsaeError, match=f"dim {D + 1} but the SAE expects d={D}"):
+        extract_concepts(ConceptsConfig(sae=sae_dir, vocab=other, images=images, out=tmp_path / "out", device="cpu"))
     captions = tmp_path / "captions.parquet"
     write_embeddings(captions, ["nope"], np.zeros((1, D)), _meta("text", "train"), {"text": ["a red thing"]})
     with pytest.raises(MsaeError, match="no caption id matches"):
-        extract_concepts(sae_dir, vocab, images, tmp_path / "out", captions_path=captions, device="cpu")
+        extract_concepts(
+            ConceptsConfig(
+                sae=sae_dir, vocab=vocab, images=images, out=tmp_path / "out", captions=captions, device="cpu"
+            )
+        )
 
 
 def test_concepts_command_end_to_end(tmp_path, capsys):
@@ -183,11 +216,46 @@ def test_concepts_command_end_to_end(tmp_path, capsys):
 
     sae_dir, vocab, images = build_world(tmp_path, n_images=200)
     out = tmp_path / "out"
-    code = main(["concepts", "--sae", str(sae_dir), "--vocab", str(vocab), "--images", str(images), "--out", str(out),
-                 "--null-samples", "100", "--top-terms", "3", "--device", "cpu", "--latents", "1,2"])
+    code = main(
+        [
+            "concepts",
+            "--sae",
+            str(sae_dir),
+            "--vocab",
+            str(vocab),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--null-samples",
+            "100",
+            "--top-terms",
+            "3",
+            "--device",
+            "cpu",
+            "--latents",
+            "1,2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["valid_concepts"] == len(WORDS)
     assert pd.read_parquet(out / "names.parquet")["rank"].max() == 3
-    assert main(["concepts", "--sae", str(sae_dir), "--vocab", str(vocab), "--images", str(images),
-                 "--out", str(out), "--top-images", "0"]) == 2
+    assert (
+        main(
+            [
+                "concepts",
+                "--sae",
+                str(sae_dir),
+                "--vocab",
+                str(vocab),
+                "--images",
+                str(images),
+                "--out",
+                str(out),
+                "--top-images",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--top-images" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from msae import embed as E
 from msae.backbone import combine_prompts, load_backbone
 from msae.cli import main
 from msae.errors import MsaeError
+from msae.gather import gather
 from msae.sources import open_source
 from msae.store import read_embeddings, read_meta, write_embeddings
 
@@ -47,7 +48,14 @@ def images(tmp_path):
 def run_embed(catalogue, out, checkpoint, backbone, **kw):
     kw.setdefault("workers", 0)
     return E.embed_catalogue(
-        catalogue, out, model="msae-world", pretrained=str(checkpoint), dataset="toy", split="all", backbone=backbone, **kw
+        catalogue,
+        out,
+        model="msae-world",
+        pretrained=str(checkpoint),
+        dataset="toy",
+        split="all",
+        backbone=backbone,
+        **kw,
     )
 
 
@@ -61,8 +69,13 @@ def test_vectors_equal_open_clip_and_store_contract(images, checkpoint, backbone
     np.testing.assert_allclose(store.embeddings, reference_image_embeddings(checkpoint, files), rtol=1e-4, atol=1e-5)
     assert store.columns["label"].tolist() == [n.split("/")[0] for n in NAMES]
     assert {k: store.meta[k] for k in ("model", "pretrained", "modality", "dim", "dataset", "split", "count")} == {
-        "model": "msae-world", "pretrained": str(checkpoint), "modality": "image", "dim": 128,
-        "dataset": "toy", "split": "all", "count": 10,
+        "model": "msae-world",
+        "pretrained": str(checkpoint),
+        "modality": "image",
+        "dim": 128,
+        "dataset": "toy",
+        "split": "all",
+        "count": 10,
     }
     assert not E.parts_dir(out).exists() and not E.skipped_path(out).exists()
     assert [p.name for p in out.parent.iterdir()] == ["emb.parquet"]
@@ -72,7 +85,9 @@ def test_text_sources_equal_open_clip(tmp_path, checkpoint, backbone):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("red\nstar\nred\n\nblue\n")
     out = tmp_path / "vocab.parquet"
-    run_embed(open_source("terms", vocab, modality="text", templates=["a {} thing"]), out, checkpoint, backbone, batch_size=2)
+    run_embed(
+        open_source("terms", vocab, modality="text", templates=["a {} thing"]), out, checkpoint, backbone, batch_size=2
+    )
     store = read_embeddings(out)
     assert store.ids.tolist() == ["red", "star", "blue"] and store.meta["modality"] == "text"
     expected = reference_text_embeddings(checkpoint, ["a red thing", "a star thing", "a blue thing"])
@@ -82,7 +97,9 @@ def test_text_sources_equal_open_clip(tmp_path, checkpoint, backbone):
     classes.write_text("cat\ndog\n")
     templates = ["a {}.", "a photo of a {}.", "a drawing of a {}."]
     out = tmp_path / "classes.parquet"
-    run_embed(open_source("classes", classes, modality="text", templates=templates), out, checkpoint, backbone, batch_size=4)
+    run_embed(
+        open_source("classes", classes, modality="text", templates=templates), out, checkpoint, backbone, batch_size=4
+    )
     store = read_embeddings(out)
     flat = reference_text_embeddings(checkpoint, [t.format(c) for c in ("cat", "dog") for t in templates])
     np.testing.assert_allclose(store.embeddings, combine_prompts(flat, [3, 3]), rtol=1e-4, atol=1e-5)
@@ -91,12 +108,16 @@ def test_text_sources_equal_open_clip(tmp_path, checkpoint, backbone):
 
 def test_captions_share_ids_with_images(tmp_path, checkpoint, backbone):
     files = write_images(tmp_path, ["a.png", "b.png", "c.png"])
-    pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "caption": ["red star", "", "blue circle"]}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "caption": ["red star", "", "blue circle"]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     cat = open_source("manifest", tmp_path / "m.csv", modality="text")
     run_embed(cat, tmp_path / "t.parquet", checkpoint, backbone)
     store = read_embeddings(tmp_path / "t.parquet")
     assert store.ids.tolist() == ["a.png", "c.png"]
-    np.testing.assert_allclose(store.embeddings, reference_text_embeddings(checkpoint, ["red star", "blue circle"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        store.embeddings, reference_text_embeddings(checkpoint, ["red star", "blue circle"]), rtol=1e-4, atol=1e-5
+    )
     assert files
 
 
@@ -109,7 +130,9 @@ def test_bad_images_skipped_and_listed(images, checkpoint, backbone, tmp_path):
     root, files = images
     _with_bad(root)
     out = tmp_path / "emb.parquet"
-    summary = run_embed(open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.2)
+    summary = run_embed(
+        open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.2
+    )
     store = read_embeddings(out)
     assert summary.skipped == 2 and store.ids.tolist() == NAMES
     np.testing.assert_allclose(store.embeddings, reference_image_embeddings(checkpoint, files), rtol=1e-4, atol=1e-5)
@@ -125,7 +148,9 @@ def test_too_many_bad_images_fail_without_output(images, checkpoint, backbone, t
     _with_bad(root)  # 2 of 12 = 16.7%
     out = tmp_path / "emb.parquet"
     with pytest.raises(MsaeError, match=r"more than 10.00% of 12 images are unreadable.*skipped.csv"):
-        run_embed(open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.1)
+        run_embed(
+            open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.1
+        )
     assert not out.exists() and not E.parts_dir(out).exists()
     assert E.skipped_path(out).exists()
     # the default 1% threshold refuses even one bad image among 11
@@ -149,7 +174,7 @@ def test_shards_gather_to_the_unsharded_store(images, checkpoint, backbone, tmp_
         shards.append(path)
     assert [len(read_embeddings(p)) for p in sorted(shards)] == [4, 3, 3]
     gathered = tmp_path / "gathered.parquet"
-    assert E.gather(shards, gathered) == 10
+    assert gather(shards, gathered) == 10
     assert E.skipped_path(gathered).read_text() == E.skipped_path(whole).read_text()
     a, b = read_embeddings(whole), read_embeddings(gathered)
     assert a.ids.tolist() == b.ids.tolist()
@@ -158,16 +183,16 @@ def test_shards_gather_to_the_unsharded_store(images, checkpoint, backbone, tmp_
     assert "shard" not in b.meta and b.meta["count"] == 10
 
     with pytest.raises(MsaeError, match=r"missing \[1\]"):
-        E.gather([shards[0], shards[1]], tmp_path / "x.parquet")
+        gather([shards[0], shards[1]], tmp_path / "x.parquet")
     with pytest.raises(MsaeError, match="repeated"):
-        E.gather([shards[0], shards[1], shards[1]], tmp_path / "x.parquet")
+        gather([shards[0], shards[1], shards[1]], tmp_path / "x.parquet")
     with pytest.raises(MsaeError, match="id 'cat/0.png' is in both"):
-        E.gather([whole, gathered], tmp_path / "x.parquet")
+        gather([whole, gathered], tmp_path / "x.parquet")
     other = tmp_path / "other.parquet"
     store = read_embeddings(whole)
     write_embeddings(other, ["new"], store.embeddings[:1], {**store.meta, "pretrained": "openai"})
     with pytest.raises(MsaeError, match="differs .* in pretrained"):
-        E.gather([whole, other], tmp_path / "x.parquet")
+        gather([whole, other], tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -237,17 +262,53 @@ def test_parts_of_another_job_are_discarded(images, checkpoint, backbone, tmp_pa
 def test_cli_embed_and_gather(images, checkpoint, tmp_path, monkeypatch, capsys):
     root, files = images
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    common = ["--source", "folder", "--root", str(root), "--model", "msae-world", "--pretrained", str(checkpoint),
-              "--workers", "0", "--batch-size", "4"]
+    common = [
+        "--source",
+        "folder",
+        "--root",
+        str(root),
+        "--model",
+        "msae-world",
+        "--pretrained",
+        str(checkpoint),
+        "--workers",
+        "0",
+        "--batch-size",
+        "4",
+    ]
     for i in range(2):
         assert main(["embed", *common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}.parquet")]) == 0
-    assert main(["gather", "--out", str(tmp_path / "all.parquet"), str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet")]) == 0
+    assert (
+        main(
+            [
+                "gather",
+                "--out",
+                str(tmp_path / "all.parquet"),
+                str(tmp_path / "s0.parquet"),
+                str(tmp_path / "s1.parquet"),
+            ]
+        )
+        == 0
+    )
     store = read_embeddings(tmp_path / "all.parquet")
     assert store.ids.tolist() == NAMES and store.meta["dataset"] == "imgs" and store.meta["source"] == "folder"
     np.testing.assert_allclose(store.embeddings, reference_image_embeddings(checkpoint, files), rtol=1e-4, atol=1e-5)
     assert "wrote 10 rows" in capsys.readouterr().out
 
-    assert main(["embed", *common[:2], "--root", str(tmp_path / "missing"), *common[4:], "--out", str(tmp_path / "x.parquet")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                *common[:2],
+                "--root",
+                str(tmp_path / "missing"),
+                *common[4:],
+                "--out",
+                str(tmp_path / "x.parquet"),
+            ]
+        )
+        == 2
+    )
     assert "missing: image folder not found" in capsys.readouterr().err
     bad_model = [*common[:4], "--model", "no-such-model", *common[6:], "--out", str(tmp_path / "x.parquet")]
     assert main(["embed", *bad_model]) == 2

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_metrics_alignment import cknna_dense
 
 from msae import store
 from msae.cli import main
+from msae.config.evaluate import EvalOptions
 from msae.errors import MsaeError
-from msae.evaluate import EvalOptions, evaluate, progressive_ks, write_outputs
+from msae.evaluation import evaluate, progressive_ks, write_outputs
 from msae.metrics import alignment
 from msae.sae import SparseAutoencoder, load, make_config, save
-from test_metrics_alignment import cknna_dense
 
 D, N_ROWS = 16, 240
 META = {"model": "toy", "pretrained": "x", "modality": "image", "dataset": "toy", "split": "test"}
@@ -58,12 +59,22 @@ def _expected_path(sae, x, how, cknna_batch):
     X, Xh, Z = x.astype(np.float64), x_hat.double().numpy(), z.double().numpy()
     fvu = np.var(X - Xh, axis=1) / np.var(X, axis=1)
     cs = (X * Xh).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(Xh, axis=1)
-    batches = [cknna_dense(X[s : s + cknna_batch], Z[s : s + cknna_batch], 10) for s in range(0, len(X) - cknna_batch + 1, cknna_batch)]
+    batches = [
+        cknna_dense(X[s : s + cknna_batch], Z[s : s + cknna_batch], 10)
+        for s in range(0, len(X) - cknna_batch + 1, cknna_batch)
+    ]
     return {
-        "l0": (Z == 0).mean(1).mean(), "l0_std": (Z == 0).mean(1).std(),
-        "active": (Z != 0).sum(1).mean(), "fvu": fvu.mean(), "fvu_std": fvu.std(), "cs": cs.mean(), "cs_std": cs.std(),
+        "l0": (Z == 0).mean(1).mean(),
+        "l0_std": (Z == 0).mean(1).std(),
+        "active": (Z != 0).sum(1).mean(),
+        "fvu": fvu.mean(),
+        "fvu_std": fvu.std(),
+        "cs": cs.mean(),
+        "cs_std": cs.std(),
         "fvu_dataset": ((X - Xh) ** 2).sum() / ((X - X.mean(0)) ** 2).sum(),
-        "cknna": np.mean(batches), "cknna_std": np.std(batches), "ndn": int(((Z != 0).sum(0) == 0).sum()),
+        "cknna": np.mean(batches),
+        "cknna_std": np.std(batches),
+        "ndn": int(((Z != 0).sum(0) == 0).sum()),
     }
 
 
@@ -73,7 +84,7 @@ def test_metrics_match_whole_set_recomputation(tmp_path, cknna_batch):
     x, _ = _eval_data()
     path = _store(tmp_path / "eval.parquet", x)
     sae = load(sae_dir)
-    result = evaluate(sae, path, EvalOptions(batch_size=70, cknna_batch=cknna_batch, progress=False))
+    result = evaluate(sae, EvalOptions(embeddings=path, batch_size=70, cknna_batch=cknna_batch), progress=False)
     m = result.metrics
     effective = min(cknna_batch, N_ROWS)
     for block, how in (("dense", "dense"), ("sparse", 16)):
@@ -93,7 +104,7 @@ def test_batched_cknna_equals_full_computation_when_batch_is_whole_set(tmp_path)
     sae = load(_make_sae(tmp_path))
     x, _ = _eval_data()
     path = _store(tmp_path / "eval.parquet", x)
-    result = evaluate(sae, path, EvalOptions(batch_size=50, cknna_batch=N_ROWS, progress=False))
+    result = evaluate(sae, EvalOptions(embeddings=path, batch_size=50, cknna_batch=N_ROWS), progress=False)
     with torch.no_grad():
         z = sae.encode_dense(torch.tensor(x))
     assert result.metrics["dense"]["cknna"] == pytest.approx(alignment.cknna(torch.tensor(x), z, 10), abs=1e-12)
@@ -104,11 +115,11 @@ def test_cknna_max_batches_uses_the_first_batches(tmp_path):
     sae = load(_make_sae(tmp_path))
     x, _ = _eval_data()
     path = _store(tmp_path / "eval.parquet", x)
-    res = evaluate(sae, path, EvalOptions(cknna_batch=60, cknna_max_batches=2, progress=False))
+    res = evaluate(sae, EvalOptions(embeddings=path, cknna_batch=60, cknna_max_batches=2), progress=False)
     assert res.metrics["dense"]["cknna_batches"] == 2
     assert res.metrics["dense"]["cknna"] == pytest.approx(_expected_path(sae, x[:120], "dense", 60)["cknna"], abs=1e-6)
     with pytest.raises(MsaeError):
-        evaluate(sae, path, EvalOptions(cknna_max_batches=0, progress=False))
+        evaluate(sae, EvalOptions(embeddings=path, cknna_max_batches=0), progress=False)
 
 
 def test_progressive_rows_topk_and_matryoshka(tmp_path):
@@ -116,7 +127,7 @@ def test_progressive_rows_topk_and_matryoshka(tmp_path):
     path = _store(tmp_path / "eval.parquet", x)
     topk = load(_make_sae(tmp_path, "topk", k=16))
     assert progressive_ks(topk) == [16, 32, 64]
-    res = evaluate(topk, path, EvalOptions(cknna_batch=60, progress=False))
+    res = evaluate(topk, EvalOptions(embeddings=path, cknna_batch=60), progress=False)
     rows = res.progressive.set_index("k")
     assert list(rows.index) == [16, 32, 64]
     assert rows.loc[64, "fvu"] == res.metrics["dense"]["fvu"]  # k = n is the dense path
@@ -126,7 +137,7 @@ def test_progressive_rows_topk_and_matryoshka(tmp_path):
     assert rows.loc[32, "cknna"] == pytest.approx(expected32["cknna"], abs=1e-6)
     assert (rows["active"] <= rows.index + 1e-9).all()
     matryoshka = load(_make_sae(tmp_path, "matryoshka", nesting=[8, 16, 64]))
-    res_m = evaluate(matryoshka, path, EvalOptions(cknna_batch=60, progress=False))
+    res_m = evaluate(matryoshka, EvalOptions(embeddings=path, cknna_batch=60), progress=False)
     assert list(res_m.progressive["k"]) == [8, 16, 64]
     assert res_m.metrics["sparse"]["active"] <= 8
     assert res_m.metrics["sparse"]["fvu"] == pytest.approx(_expected_path(matryoshka, x, 8, 60)["fvu"], rel=1e-5)
@@ -139,27 +150,76 @@ def test_cli_with_probe_and_retention(tmp_path):
     eval_path = _store(tmp_path / "eval.parquet", x, labels)
     train_path = _store(tmp_path / "train.parquet", xt, lt)
     text_meta = {**META, "modality": "text"}
-    captions = _store(tmp_path / "captions.parquet", x[::-1].copy(), ids=[f"r{i}" for i in range(N_ROWS)][::-1], meta=text_meta)
+    captions = _store(
+        tmp_path / "captions.parquet", x[::-1].copy(), ids=[f"r{i}" for i in range(N_ROWS)][::-1], meta=text_meta
+    )
     centres = np.stack([x[np.array(labels) == c].mean(0) for c in ("c0", "c1", "c2")])
     classes = _store(tmp_path / "classes.parquet", centres, ["c0", "c1", "c2"], meta=text_meta, ids=["c0", "c1", "c2"])
     out = tmp_path / "out"
-    code = main(["evaluate", "--sae", str(sae_dir), "--embeddings", str(eval_path), "--probe-train", str(train_path),
-                 "--probe-batch-size", "32", "--probe-lr", "0.01", "--probe-max-epochs", "15", "--text-embeddings", str(captions),
-                 "--class-embeddings", str(classes), "--cknna-batch", "100", "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--sae",
+            str(sae_dir),
+            "--embeddings",
+            str(eval_path),
+            "--probe-train",
+            str(train_path),
+            "--probe-batch-size",
+            "32",
+            "--probe-lr",
+            "0.01",
+            "--probe-max-epochs",
+            "15",
+            "--text-embeddings",
+            str(captions),
+            "--class-embeddings",
+            str(classes),
+            "--cknna-batch",
+            "100",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["recall1_orig"] == 1.0 and m["recall5_orig"] == 1.0  # captions identical to images, paired by id
     assert m["recall5_retained"] == pytest.approx(m["recall5_recon"])
-    assert m["zeroshot_acc_orig"] > 0.95 and m["zeroshot_retained"] == pytest.approx(m["zeroshot_acc_recon"] / m["zeroshot_acc_orig"])
+    assert m["zeroshot_acc_orig"] > 0.95 and m["zeroshot_retained"] == pytest.approx(
+        m["zeroshot_acc_recon"] / m["zeroshot_acc_orig"]
+    )
     assert m["lp_acc_orig"] > 0.95 and 0 <= m["lp_agree"] <= 1 and m["lp_kl"] >= 0
     assert m["lp_kl"] == m["dense"]["lp_kl"] and "lp_kl" in m["sparse"]
     prog = pd.read_csv(out / "progressive.csv")
     assert {"k", "fvu", "cknna", "lp_kl", "recall1_recon", "zeroshot_acc_recon"} <= set(prog.columns)
     again = tmp_path / "again"
-    main(["evaluate", "--sae", str(sae_dir), "--embeddings", str(eval_path), "--probe-train", str(train_path),
-          "--probe-batch-size", "32", "--probe-lr", "0.01", "--probe-max-epochs", "15", "--cknna-batch", "100", "--out", str(again)])
+    main(
+        [
+            "evaluate",
+            "--sae",
+            str(sae_dir),
+            "--embeddings",
+            str(eval_path),
+            "--probe-train",
+            str(train_path),
+            "--probe-batch-size",
+            "32",
+            "--probe-lr",
+            "0.01",
+            "--probe-max-epochs",
+            "15",
+            "--cknna-batch",
+            "100",
+            "--out",
+            str(again),
+        ]
+    )
     m2 = json.loads((again / "metrics.json").read_text())
-    assert m2["lp_kl"] == m["lp_kl"] and m2["dense"] == {k: v for k, v in m["dense"].items() if k in m2["dense"]}  # seeded
+    assert m2["lp_kl"] == m["lp_kl"] and m2["dense"] == {
+        k: v for k, v in m["dense"].items() if k in m2["dense"]
+    }  # seeded
 
 
 def _fails(tmp_path, capsys, *args, match):
@@ -175,14 +235,34 @@ def test_bad_inputs_give_clear_errors_and_no_output(tmp_path, capsys):
     wrong_dim = _store(tmp_path / "wide.parquet", np.zeros((5, D + 1), np.float32))
     _fails(tmp_path, capsys, "--sae", sae_dir, "--embeddings", str(wrong_dim), match="expects d=16")
     unlabelled = _store(tmp_path / "nolabel.parquet", x)
-    _fails(tmp_path, capsys, "--sae", sae_dir, "--embeddings", str(unlabelled), "--probe-train", str(unlabelled), match="label")
+    _fails(
+        tmp_path,
+        capsys,
+        "--sae",
+        sae_dir,
+        "--embeddings",
+        str(unlabelled),
+        "--probe-train",
+        str(unlabelled),
+        match="label",
+    )
     empty = _store(tmp_path / "empty.parquet", np.zeros((0, D), np.float32))
     _fails(tmp_path, capsys, "--sae", sae_dir, "--embeddings", str(empty), match="empty")
     other = _store(tmp_path / "other.parquet", x, meta={**META, "model": "other"})
     _fails(tmp_path, capsys, "--sae", sae_dir, "--embeddings", str(other), match="other/x")
     classes = _store(tmp_path / "cls.parquet", x[:2], ["c0", "c1"], meta={**META, "modality": "text"}, ids=["a", "b"])
     labelled = _store(tmp_path / "lab.parquet", x, labels)
-    _fails(tmp_path, capsys, "--sae", sae_dir, "--embeddings", str(labelled), "--class-embeddings", str(classes), match="c2")
+    _fails(
+        tmp_path,
+        capsys,
+        "--sae",
+        sae_dir,
+        "--embeddings",
+        str(labelled),
+        "--class-embeddings",
+        str(classes),
+        match="c2",
+    )
 
 
 def test_nan_rows_are_refused_by_id(tmp_path, capsys):
@@ -202,7 +282,7 @@ def test_nan_rows_are_refused_by_id(tmp_path, capsys):
 def test_write_outputs_is_atomic_pair(tmp_path):
     sae = load(_make_sae(tmp_path))
     x, _ = _eval_data(n=40)
-    res = evaluate(sae, _store(tmp_path / "e.parquet", x), EvalOptions(progress=False))
+    res = evaluate(sae, EvalOptions(embeddings=_store(tmp_path / "e.parquet", x)), progress=False)
     out = write_outputs(res, tmp_path / "o")
     assert json.loads((out / "metrics.json").read_text())["n_eval"] == 40
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "progressive.csv"]

@@ -14,7 +14,9 @@ def _hsic_dense(K: np.ndarray, L: np.ndarray) -> float:
     Kt, Lt = K.copy(), L.copy()
     np.fill_diagonal(Kt, 0)
     np.fill_diagonal(Lt, 0)
-    return ((Kt * Lt.T).sum() + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2)) - 2 * (Kt @ Lt).sum() / (m - 2)) / (m * (m - 3))
+    return ((Kt * Lt.T).sum() + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2)) - 2 * (Kt @ Lt).sum() / (m - 2)) / (
+        m * (m - 3)
+    )
 
 
 def _knn_mask(M: np.ndarray, k: int) -> np.ndarray:
@@ -50,7 +52,9 @@ def test_cknna_equals_dense_definition(seed):
 
 def test_cknna_float32_close_to_float64():
     A, B = _pair(3)
-    assert alignment.cknna(torch.tensor(A).float(), torch.tensor(B).float(), 10) == pytest.approx(cknna_dense(A, B, 10), abs=1e-6)
+    assert alignment.cknna(torch.tensor(A).float(), torch.tensor(B).float(), 10) == pytest.approx(
+        cknna_dense(A, B, 10), abs=1e-6
+    )
 
 
 def test_cknna_identical_is_one_and_rotation_invariant():
@@ -94,7 +98,9 @@ def test_sparse_hsic_equals_dense_hsic_on_random_pattern():
     np.fill_diagonal(pattern, False)
     K, L = rng.normal(size=(m, m)) * pattern, rng.normal(size=(m, m)) * pattern
     rows, cols = np.nonzero(pattern)
-    got = alignment.hsic_unbiased_masked(torch.tensor(rows), torch.tensor(cols), torch.tensor(K[rows, cols]), torch.tensor(L[rows, cols]), m)
+    got = alignment.hsic_unbiased_masked(
+        torch.tensor(rows), torch.tensor(cols), torch.tensor(K[rows, cols]), torch.tensor(L[rows, cols]), m
+    )
     assert got == pytest.approx(_hsic_dense(K, L), abs=1e-12)
 
 

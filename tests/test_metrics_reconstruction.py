@@ -25,7 +25,9 @@ def test_fvu_and_cs_match_numpy_per_sample():
     expected = np.array([np.var(a - b) / np.var(a) for a, b in zip(x, x_hat)])
     np.testing.assert_allclose(fvu, expected, rtol=1e-5)
     cs = cosine_per_sample(torch.tensor(x), torch.tensor(x_hat)).numpy()
-    np.testing.assert_allclose(cs, [a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x, x_hat)], rtol=1e-12)
+    np.testing.assert_allclose(
+        cs, [a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(x, x_hat)], rtol=1e-12
+    )
 
 
 def test_fvu_known_answers():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_support import ROOT, copy_project, init_dvc_repo, run_tool, tiny_params
 
 from msae.world.clip import builtin_weights_path
-from pipeline_support import ROOT, copy_project, init_dvc_repo, run_tool, tiny_params
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Files that record how a run went rather than what it computed, and each tool's bookkeeping.

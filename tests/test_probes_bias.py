@@ -51,7 +51,9 @@ def _explicit_effects(sae, probe, x, latents, mode, strengths, mask):
             z_new[:, latent] = {"set": torch.full_like(old, s), "add": old + s, "scale": old * s}[mode].clamp_min(0)
             x_new = (xt + model.decode(z_new) - model.decode(z)).numpy()
             p_new = probe.proba(x_new)
-            rows.append(((p_new - p)[mask].mean(), np.abs(p_new - p)[mask].mean(), ((p_new >= 0.5) != (p >= 0.5))[mask].mean()))
+            rows.append(
+                ((p_new - p)[mask].mean(), np.abs(p_new - p)[mask].mean(), ((p_new >= 0.5) != (p >= 0.5))[mask].mean())
+            )
     return np.asarray(rows)
 
 
@@ -65,8 +67,16 @@ def test_effects_match_decoding_every_edit(mode, strength):
     z = dense_columns(sae, store.embeddings, latents)
     strengths = np.full(len(latents), strength)
     mask = rng.random(len(store)) < 0.6
-    got = B.intervention_effects(probe, store.embeddings, z, raw_atoms(sae, latents), mode, strengths,
-                                 {"all": np.ones(len(store), bool), "some": mask}, chunk=3)
+    got = B.intervention_effects(
+        probe,
+        store.embeddings,
+        z,
+        raw_atoms(sae, latents),
+        mode,
+        strengths,
+        {"all": np.ones(len(store), bool), "some": mask},
+        chunk=3,
+    )
     for group, m in (("all", np.ones(len(store), bool)), ("some", mask)):
         expected = _explicit_effects(sae, probe, store.embeddings, latents, mode, strengths, m)
         np.testing.assert_allclose(got[group]["dp"], expected[:, 0], atol=1e-6)  # z is float32
@@ -86,8 +96,15 @@ def test_a_classifier_reading_one_planted_direction_ranks_its_latent_first():
     for name in ("green", "circle"):
         direction = raw_atoms(sae, [resolve_concepts([name], latents_table(), N_LATENTS)[0].latent])[0]
         probe = B.LinearProbe(weight=8 * direction / np.linalg.norm(direction) ** 2, bias=-4.0)
-        effects = B.intervention_effects(probe, test.embeddings, z, raw_atoms(sae, [c.latent for c in concepts]),
-                                         "set", np.zeros(len(concepts)), {"all": np.ones(len(test), bool)})
+        effects = B.intervention_effects(
+            probe,
+            test.embeddings,
+            z,
+            raw_atoms(sae, [c.latent for c in concepts]),
+            "set",
+            np.zeros(len(concepts)),
+            {"all": np.ones(len(test), bool)},
+        )
         order = np.argsort(-effects["all"]["abs_dp"])
         assert concepts[order[0]].name == name
         assert effects["all"]["abs_dp"][order[1]] < 1e-6  # orthogonal atoms: no other latent moves it
@@ -149,15 +166,26 @@ def test_rank_by_flip_rate_orders_by_flips(bias_runs):
     sae = planted_sae()
     train = biased_store(600, 0.9, seed=1, split="bias_train")
     test = biased_store(300, None, seed=2, split="test")
-    result = B.analyse(sae, train, test, _labels(train), _labels(test),
-                       resolve_concepts(ALL_CONCEPTS, latents_table(), N_LATENTS), rank_by="flip_rate")
+    result = B.analyse(
+        sae,
+        train,
+        test,
+        _labels(train),
+        _labels(test),
+        resolve_concepts(ALL_CONCEPTS, latents_table(), N_LATENTS),
+        rank_by="flip_rate",
+    )
     flips = result.effects["all"]["flip_rate"]
     assert (np.diff(flips) <= 0).all()
 
 
 def _frame_store(values) -> EmbeddingSet:
-    return EmbeddingSet(np.arange(len(values)).astype(str).astype(object), np.zeros((len(values), 2), np.float32), {},
-                        pd.DataFrame({"y": values}))
+    return EmbeddingSet(
+        np.arange(len(values)).astype(str).astype(object),
+        np.zeros((len(values), 2), np.float32),
+        {},
+        pd.DataFrame({"y": values}),
+    )
 
 
 def test_binary_target_variants_and_errors():

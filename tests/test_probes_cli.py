@@ -21,7 +21,11 @@ def files(tmp_path_factory):
     paths = []
     for i, colour in enumerate(store.columns["attr_color"]):  # a tiny image per item, for the strips
         path = images / f"{i}.png"
-        Image.new("RGB", (8, 8), {"red": (220, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 220), "yellow": (230, 230, 0)}[colour]).save(path)
+        Image.new(
+            "RGB",
+            (8, 8),
+            {"red": (220, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 220), "yellow": (230, 230, 0)}[colour],
+        ).save(path)
         paths.append(f"images/{i}.png")
     store.columns["path"] = paths
     out = {
@@ -37,20 +41,64 @@ def files(tmp_path_factory):
 
 
 def _similarity(files, out, *extra):
-    return main(["probe", "similarity", "--sae", str(files["sae"]), "--embeddings", str(files["grid"]),
-                 "--concepts", str(files["latents"]), "--out", str(out), "--device", "cpu", *extra])
+    return main(
+        [
+            "probe",
+            "similarity",
+            "--sae",
+            str(files["sae"]),
+            "--embeddings",
+            str(files["grid"]),
+            "--concepts",
+            str(files["latents"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def _bias(files, out, *extra):
-    return main(["probe", "bias", "--sae", str(files["sae"]), "--train", str(files["train"]), "--test", str(files["test"]),
-                 "--out", str(out), "--device", "cpu", *extra])
+    return main(
+        [
+            "probe",
+            "bias",
+            "--sae",
+            str(files["sae"]),
+            "--train",
+            str(files["train"]),
+            "--test",
+            str(files["test"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def test_similarity_writes_neighbours_strips_curves_and_summary(files, tmp_path):
     blue = "item-0032"  # rows 32.. are blue (4 colours x 4 shapes x 4 items, blue third)
     out = tmp_path / "similarity"
-    code = _similarity(files, out, "--queries", f"{blue},item-0040", "--concept", "red", "--concept", "1",
-                       "--alphas", "0,1,4", "--top", "4", "--image-root", str(files["root"]))
+    code = _similarity(
+        files,
+        out,
+        "--queries",
+        f"{blue},item-0040",
+        "--concept",
+        "red",
+        "--concept",
+        "1",
+        "--alphas",
+        "0,1,4",
+        "--top",
+        "4",
+        "--image-root",
+        str(files["root"]),
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert all(isinstance(v, (int, float)) for v in summary.values())
@@ -75,8 +123,18 @@ def test_similarity_random_queries_are_seeded(files, tmp_path):
 
 def test_bias_writes_ranked_concepts(files, tmp_path):
     out = tmp_path / "bias"
-    code = _bias(files, out, "--concepts", str(files["latents"]), "--target-column", "attr_shape", "--positive", "star",
-                 "--spurious", "attr_color=red")
+    code = _bias(
+        files,
+        out,
+        "--concepts",
+        str(files["latents"]),
+        "--target-column",
+        "attr_shape",
+        "--positive",
+        "star",
+        "--spurious",
+        "attr_color=red",
+    )
     assert code == 0
     report = json.loads((out / "bias.json").read_text())
     assert report["concepts"][0]["name"] == "red"
@@ -119,8 +177,10 @@ def test_similarity_bad_input_writes_nothing(files, tmp_path, capsys, args, mess
         (["--target-column", "attr_missing"], "no column 'attr_missing'"),
         (["--target-column", "attr_shape"], "not binary"),
         (["--target-column", "attr_shape", "--positive", "hexagon"], "one class only"),
-        (["--target-column", "attr_shape", "--positive", "star", "--candidates", "magenta", "--concepts", "LATENTS"],
-         "no valid latent has this name"),
+        (
+            ["--target-column", "attr_shape", "--positive", "star", "--candidates", "magenta", "--concepts", "LATENTS"],
+            "no valid latent has this name",
+        ),
         (["--target-column", "attr_shape", "--positive", "star", "--spurious", "attr_color=magenta"], "never occurs"),
     ],
 )
@@ -136,10 +196,31 @@ def test_mismatched_backbone_is_refused(files, tmp_path, capsys):
     from msae.store import read_embeddings, write_embeddings
 
     store = read_embeddings(files["grid"])
-    other = write_embeddings(tmp_path / "other.parquet", store.ids, store.embeddings,
-                             {**store.meta, "model": "ViT-B-32", "pretrained": "openai"}, store.columns)
-    code = main(["probe", "similarity", "--sae", str(files["sae"]), "--embeddings", str(other), "--queries", "item-0000",
-                 "--concept", "0", "--out", str(tmp_path / "o"), "--device", "cpu"])
+    other = write_embeddings(
+        tmp_path / "other.parquet",
+        store.ids,
+        store.embeddings,
+        {**store.meta, "model": "ViT-B-32", "pretrained": "openai"},
+        store.columns,
+    )
+    code = main(
+        [
+            "probe",
+            "similarity",
+            "--sae",
+            str(files["sae"]),
+            "--embeddings",
+            str(other),
+            "--queries",
+            "item-0000",
+            "--concept",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2 and "trained on planted/none" in capsys.readouterr().err
     assert np.isfinite(store.embeddings).all()
 
@@ -169,8 +250,21 @@ def test_query_images_are_embedded_with_the_store_backbone(files, tmp_path, monk
     monkeypatch.setattr(msae.backbone, "load_backbone", load)
     query = files["root"] / "images" / "0.png"
     out = tmp_path / "similarity"
-    assert _similarity(files, out, "--query-images", str(query), "--concept", "red", "--alphas", "0,4",
-                       "--image-root", str(files["root"])) == 0
+    assert (
+        _similarity(
+            files,
+            out,
+            "--query-images",
+            str(query),
+            "--concept",
+            "red",
+            "--alphas",
+            "0,4",
+            "--image-root",
+            str(files["root"]),
+        )
+        == 0
+    )
     assert asked["backbone"] == ("planted", "none")
     first = json.loads((out / "neighbours.json").read_text())["queries"][0]
     assert first["id"] == "0.png" and not first["in_store"]

@@ -13,19 +13,18 @@ from msae.errors import MsaeError
 from msae.probes.concepts import Concept, resolve_concepts, valid_concepts
 from msae.probes.intervention import (
     activation_scale,
-    check_sae_matches_store,
     dense_columns,
     edit,
     edited_value,
     raw_atoms,
 )
-from msae.sae import SAEConfig, SparseAutoencoder
+from msae.sae import SparseAutoencoder, make_config
 
 
 def random_sae(seed: int, d: int = 8, n: int = 20) -> SparseAutoencoder:
     """A random SAE with non-trivial mean, scale and biases, so the raw-space mapping matters."""
     torch.manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(variant="relu", d=d, n_latents=n, l1=0.0))
+    sae = SparseAutoencoder(make_config("relu", d, n / d, l1=0.0))
     with torch.no_grad():
         sae.W_enc.normal_()
         sae.b_enc.normal_(std=0.3)
@@ -152,14 +151,20 @@ def test_names_need_the_concepts_table():
         resolve_concepts(["red"], None, N_LATENTS)
 
 
-def test_store_must_match_the_sae():
+def test_store_must_match_the_sae(tmp_path):
+    from msae.sae.provenance import DataProvenance, RunRecord
+
     sae = planted_sae()
-    meta = {"model": "planted", "pretrained": "none", "dim": 24}
-    check_sae_matches_store(sae, {"model": "planted", "pretrained": "none"}, meta, "s.parquet")
+    meta = {"model": "planted", "pretrained": "none", "dim": 24, "modality": "image"}
+    sae.record = RunRecord(tmp_path, DataProvenance("train.parquet", "0" * 64, model="planted", pretrained="none"))
+    sae.require_compatible(meta, "s.parquet")
     with pytest.raises(MsaeError, match="dim 16"):
-        check_sae_matches_store(sae, None, {**meta, "dim": 16}, "s.parquet")
+        sae.require_compatible({**meta, "dim": 16}, "s.parquet")
+    sae.record = RunRecord(tmp_path, DataProvenance("train.parquet", "0" * 64, model="ViT-B-32", pretrained="openai"))
     with pytest.raises(MsaeError, match="trained on ViT-B-32/openai"):
-        check_sae_matches_store(sae, {"model": "ViT-B-32", "pretrained": "openai"}, meta, "s.parquet")
+        sae.require_compatible(meta, "s.parquet")
+    with pytest.raises(MsaeError, match="expected text embeddings here"):
+        sae.require_compatible(meta, "s.parquet", modality="text")
 
 
 def test_auto_concepts_match_a_brute_force_choice():
@@ -168,11 +173,16 @@ def test_auto_concepts_match_a_brute_force_choice():
     rng = np.random.default_rng(3)
     names = ["red", "red", "blue", "star", "green", "", "circle"]
     attrs = ["color", "color", "color", "shape", "color", "", "shape"]
-    table = pd.DataFrame({
-        "latent": np.arange(len(names)), "name": names, "attribute": attrs,
-        "valid": [True, True, True, True, False, False, True], "score": rng.random(len(names)),
-        "frequency": rng.random(len(names)),
-    })
+    table = pd.DataFrame(
+        {
+            "latent": np.arange(len(names)),
+            "name": names,
+            "attribute": attrs,
+            "valid": [True, True, True, True, False, False, True],
+            "score": rng.random(len(names)),
+            "frequency": rng.random(len(names)),
+        }
+    )
     got = resolve_concepts(["auto:3:color"], table, 100)
     # Brute force: valid named rows, colour first, best score first, one latent per name.
     rows = [r for r in table.itertuples() if r.valid and r.name]

@@ -92,7 +92,9 @@ def test_summary_is_flat_numbers(planted_result):
     assert all(isinstance(v, float) for v in summary.values())
     assert summary["monotone_share"] == 1.0
     assert summary["red_concept_frac_top"] >= 0.8
-    assert summary["concept_frac_top_mean"] == pytest.approx(np.mean([summary[f"{c}_concept_frac_top"] for c in ("red", "green", "yellow")]))
+    assert summary["concept_frac_top_mean"] == pytest.approx(
+        np.mean([summary[f"{c}_concept_frac_top"] for c in ("red", "green", "yellow")])
+    )
 
 
 def test_strength_grid_is_relative_to_the_concept_activation(planted_result):

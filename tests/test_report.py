@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from msae.cli import main as cli_main
+from msae.config.report import ReportConfig
 from msae.errors import MsaeError
 from msae.report import build_report
 from msae.report.collect import RunResults
@@ -27,20 +28,38 @@ RUNS = {  # name -> (variant, config extras)
     "relu_l1": ("relu", {"l1": 0.003}),
     "topk_k8": ("topk", {"k": 8}),
     "batchtopk_k8": ("batchtopk", {"k": 8}),
-    "msae_rw": ("matryoshka", {"nesting": [8, 16, 32, 64, 128], "weighting": "rw"}),
+    "msae_rw": ("matryoshka", {"nesting": [8, 16, 32, 64, 128], "weighting": "rw", "inner": "topk"}),
 }
 N_LATENTS = 128
-PATH_KEYS = ("l0", "l0_std", "active", "active_std", "fvu", "fvu_std", "fvu_dataset", "cs", "cs_std", "cknna", "cknna_std")
+PATH_KEYS = (
+    "l0",
+    "l0_std",
+    "active",
+    "active_std",
+    "fvu",
+    "fvu_std",
+    "fvu_dataset",
+    "cs",
+    "cs_std",
+    "cknna",
+    "cknna_std",
+)
 
 
 def _path_block(rng: np.random.Generator) -> dict[str, float]:
     l0 = float(rng.uniform(0.5, 0.99))
     return {
-        "l0": l0, "l0_std": float(rng.uniform(0, 0.05)), "active": (1 - l0) * N_LATENTS,
-        "active_std": float(rng.uniform(0, 3)), "fvu": float(rng.uniform(0.001, 0.3)),
-        "fvu_std": float(rng.uniform(0, 0.05)), "fvu_dataset": float(rng.uniform(0.001, 0.3)),
-        "cs": float(rng.uniform(0.8, 1.0)), "cs_std": float(rng.uniform(0, 0.05)),
-        "cknna": float(rng.uniform(0.5, 0.9)), "cknna_std": float(rng.uniform(0, 0.01)),
+        "l0": l0,
+        "l0_std": float(rng.uniform(0, 0.05)),
+        "active": (1 - l0) * N_LATENTS,
+        "active_std": float(rng.uniform(0, 3)),
+        "fvu": float(rng.uniform(0.001, 0.3)),
+        "fvu_std": float(rng.uniform(0, 0.05)),
+        "fvu_dataset": float(rng.uniform(0.001, 0.3)),
+        "cs": float(rng.uniform(0.8, 1.0)),
+        "cs_std": float(rng.uniform(0, 0.05)),
+        "cknna": float(rng.uniform(0.5, 0.9)),
+        "cknna_std": float(rng.uniform(0, 0.01)),
     }
 
 
@@ -55,18 +74,34 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
         ev.mkdir(parents=True)
         (sae / "config.json").write_text(json.dumps({"variant": variant, "d": 32, "n_latents": N_LATENTS, **extra}))
         steps = np.arange(0, 200, 10)
-        pd.DataFrame({
-            "step": steps, "epoch": steps // 100, "loss": np.exp(-steps / 80) + 0.01 * (i + 1),
-            "fvu": np.exp(-steps / 60) * 0.5 + 0.01, "l0": 8.0, "dead_fraction": np.linspace(0.0, 0.1 * i, len(steps)),
-            "lr": 1e-3,
-        }).to_csv(sae / "train_log.csv", index=False)
+        pd.DataFrame(
+            {
+                "step": steps,
+                "epoch": steps // 100,
+                "loss": np.exp(-steps / 80) + 0.01 * (i + 1),
+                "fvu": np.exp(-steps / 60) * 0.5 + 0.01,
+                "l0": 8.0,
+                "dead_fraction": np.linspace(0.0, 0.1 * i, len(steps)),
+                "lr": 1e-3,
+            }
+        ).to_csv(sae / "train_log.csv", index=False)
         metrics = {
-            "variant": variant, "n_latents": N_LATENTS, "n_eval": 500,
-            "dense": _path_block(rng), "sparse": _path_block(rng),
-            "do": float(rng.uniform(0.001, 0.02)), "ndn": int(rng.integers(0, 3)), "ndn_train": int(rng.integers(0, 40)),
-            "ndn_sparse": int(rng.integers(0, 40)), "lp_kl": float(rng.uniform(0.1, 80)), "lp_kl_std": float(rng.uniform(0.1, 90)),
-            "lp_agree": float(rng.uniform(0.9, 1)), "lp_agree_std": float(rng.uniform(0, 0.3)),
-            "lp_acc_orig": 0.9, "lp_acc_recon": 0.85, "zeroshot_retained": float(rng.uniform(0.8, 1.0)),
+            "variant": variant,
+            "n_latents": N_LATENTS,
+            "n_eval": 500,
+            "dense": _path_block(rng),
+            "sparse": _path_block(rng),
+            "do": float(rng.uniform(0.001, 0.02)),
+            "ndn": int(rng.integers(0, 3)),
+            "ndn_train": int(rng.integers(0, 40)),
+            "ndn_sparse": int(rng.integers(0, 40)),
+            "lp_kl": float(rng.uniform(0.1, 80)),
+            "lp_kl_std": float(rng.uniform(0.1, 90)),
+            "lp_agree": float(rng.uniform(0.9, 1)),
+            "lp_agree_std": float(rng.uniform(0, 0.3)),
+            "lp_acc_orig": 0.9,
+            "lp_acc_recon": 0.85,
+            "zeroshot_retained": float(rng.uniform(0.8, 1.0)),
         }
         if i != 1:  # one run without retrieval, as when no captions were given
             metrics["recall5_retained"] = float(rng.uniform(0.8, 1.0))
@@ -81,8 +116,16 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
         if with_extras and i < 2:
             c = root / "concepts" / name
             (c / "galleries").mkdir(parents=True)
-            (c / "summary.json").write_text(json.dumps(
-                {"valid_concepts": 10 + 5 * i, "named_precision": 0.9, "coverage": {"color": 1.0, "shape": 0.5}, "vocab": "x"}))
+            (c / "summary.json").write_text(
+                json.dumps(
+                    {
+                        "valid_concepts": 10 + 5 * i,
+                        "named_precision": 0.9,
+                        "coverage": {"color": 1.0, "shape": 0.5},
+                        "vocab": "x",
+                    }
+                )
+            )
             (c / "index.html").write_text("<html><body>gallery</body></html>")
             for j in range(6):
                 Image.new("RGB", (40, 30), (50 * j, 100, 150)).save(c / "galleries" / f"latent_{j:03d}.png")
@@ -98,8 +141,14 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
 
 def build(root: Path, **kwargs) -> dict[str, Path]:
     return build_report(
-        root / "report", eval_dir=root / "eval", runs_dir=root / "sae",
-        concepts_dir=root / "concepts", probes_dir=root / "probes", **kwargs,
+        ReportConfig(
+            out=root / "report",
+            eval=root / "eval",
+            runs=root / "sae",
+            concepts=root / "concepts",
+            probes=root / "probes",
+            **kwargs,
+        )
     )
 
 
@@ -112,6 +161,7 @@ def report(tmp_path_factory):
 
 
 # --- reading the table back ------------------------------------------------------------------
+
 
 def parse_markdown_tables(text: str) -> dict[str, dict[str, dict[str, str]]]:
     """{section heading: {run: {column header: cell text}}}, parsed independently of the writer."""
@@ -231,11 +281,18 @@ def test_every_link_in_index_exists_and_page_is_offline(report):
     local = [link for link in collector.links if not link.startswith("data:")]
     assert not [link for link in local if re.match(r"^[a-z]+://", link)], "no network links"
     from urllib.parse import unquote
+
     for link in local:
         assert (out / unquote(link)).resolve().is_file(), link
     joined = " ".join(local)
-    for expected in ("table.md", "pareto.svg", "../concepts/relu_l1/index.html", "../probes/msae_rw/bias/bias.png",
-                     "../probes/msae_rw/similarity/curves.png", "curves/topk_k8.png"):
+    for expected in (
+        "table.md",
+        "pareto.svg",
+        "../concepts/relu_l1/index.html",
+        "../probes/msae_rw/bias/bias.png",
+        "../probes/msae_rw/similarity/curves.png",
+        "curves/topk_k8.png",
+    ):
         assert expected in joined, expected
     assert sum(link.startswith("data:image/png;base64,") for link in collector.links) == 2
 
@@ -296,8 +353,9 @@ def test_run_without_metrics_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "eval" / "topk_k8" / "metrics.json").unlink()
     with pytest.raises(MsaeError, match=r"topk_k8.*metrics\.json"):
         build(tmp_path)
-    code = cli_main(["report", "--runs", str(tmp_path / "sae"), "--eval", str(tmp_path / "eval"),
-                     "--out", str(tmp_path / "report")])
+    code = cli_main(
+        ["report", "--runs", str(tmp_path / "sae"), "--eval", str(tmp_path / "eval"), "--out", str(tmp_path / "report")]
+    )
     assert code == 2
     assert "topk_k8" in capsys.readouterr().err
     assert not (tmp_path / "report" / "summary.json").exists()
@@ -332,7 +390,7 @@ def test_best_mark_follows_column_direction(cells):
         runs.append(RunResults(name=f"r{i}", metrics=metrics))
     rows = build_rows(runs, DENSE_COLUMNS)
     headers = [c.header for c in DENSE_COLUMNS]
-    for header, raw, higher in (
+    for header, raw, _higher in (
         ("FVU", [c[0] for c in cells], False),
         ("LP(KL)", [c[1] for c in cells], False),
         ("NDN", [(c[2], c[3]) for c in cells], False),

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from msae.errors import MsaeError
-from msae.sae import SAEConfig, SparseAutoencoder, default_nesting, load, make_config, save
+from msae.sae import SAEConfig, SparseAutoencoder, load, make_config, save
 from msae.sae import activations as act
 from msae.sae.model import scale_factor
+from msae.sae.variants.matryoshka import default_nesting, level_weights
 from msae.train import training_step
 
 FAST = settings(max_examples=40, deadline=None)
@@ -96,8 +97,8 @@ def test_jumprelu_straight_through_gradients_match_the_formula():
 
 # ------------------------------------------------------------------ loss vs numpy float64
 def _numpy_objective(model: SparseAutoencoder, x_tilde: np.ndarray) -> float:
-    """The paper's loss, written independently in float64 numpy (msae-reference §1.3, §2)."""
-    cfg = model.config
+    """The paper's loss, written independently in float64 numpy (docs/paper.md)."""
+    cfg, arch = model.config, model.config.arch
     w_enc, b_enc = model.W_enc.detach().double().numpy(), model.b_enc.detach().double().numpy()
     w_dec, b_pre = model.W_dec.detach().double().numpy(), model.b_pre.detach().double().numpy()
     x = x_tilde.astype(np.float64)
@@ -115,18 +116,18 @@ def _numpy_objective(model: SparseAutoencoder, x_tilde: np.ndarray) -> float:
         return z
 
     if cfg.variant == "matryoshka":
-        h = len(cfg.nesting)
-        alpha = np.arange(h, 0, -1.0) if cfg.weighting == "rw" else np.ones(h)
-        losses = [nmse(topk(k) @ w_dec + b_pre) for k in cfg.nesting]
+        h = len(arch.nesting)
+        alpha = np.arange(h, 0, -1.0) if arch.weighting == "rw" else np.ones(h)
+        losses = [nmse(topk(k) @ w_dec + b_pre) for k in arch.nesting]
         return float(np.dot(alpha, losses) / alpha.sum())
     if cfg.variant == "topk":
-        return float(nmse(topk(cfg.k) @ w_dec + b_pre))
+        return float(nmse(topk(arch.k) @ w_dec + b_pre))
     if cfg.variant == "relu":
         z = np.maximum(a, 0)
-        return float(nmse(z @ w_dec + b_pre) + cfg.l1 * np.mean(np.abs(z).sum(1) / np.sqrt(x_sq)))
+        return float(nmse(z @ w_dec + b_pre) + arch.l1 * np.mean(np.abs(z).sum(1) / np.sqrt(x_sq)))
     theta = model.threshold.detach().double().numpy()  # jumprelu
     z = a * (a > theta)
-    return float(nmse(z @ w_dec + b_pre) + cfg.l0_coef * np.mean((a > theta).sum(1)))
+    return float(nmse(z @ w_dec + b_pre) + arch.l0_coef * np.mean((a > theta).sum(1)))
 
 
 @pytest.mark.parametrize(
@@ -148,10 +149,8 @@ def test_loss_equals_independent_float64_computation(variant, kw):
 
 
 def test_rw_weights_favour_the_smallest_k():
-    from msae.sae.losses import matryoshka_weights
-
-    assert matryoshka_weights(4, "rw") == [4.0, 3.0, 2.0, 1.0]
-    assert matryoshka_weights(3, "uw") == [1.0, 1.0, 1.0]
+    assert level_weights(4, "rw") == [4.0, 3.0, 2.0, 1.0]
+    assert level_weights(3, "uw") == [1.0, 1.0, 1.0]
 
 
 # ------------------------------------------------------------------ init, normalisation, scaling
@@ -185,8 +184,14 @@ def test_projection_removes_the_radial_gradient():
 
 @pytest.mark.parametrize(
     "variant, kw",
-    [("relu", {}), ("topk", {"k": 3}), ("batchtopk", {"k": 3}), ("matryoshka", {"nesting": [2, 8, 32]}),
-     ("jumprelu", {}), ("topk", {"k": 3, "auxk_alpha": 0.1, "auxk_k": 4})],
+    [
+        ("relu", {}),
+        ("topk", {"k": 3}),
+        ("batchtopk", {"k": 3}),
+        ("matryoshka", {"nesting": [2, 8, 32]}),
+        ("jumprelu", {}),
+        ("topk", {"k": 3, "auxk_alpha": 0.1, "auxk_k": 4}),
+    ],
 )
 def test_decoder_rows_have_unit_norm_after_every_step(variant, kw):
     model = _model(variant, **kw)
@@ -225,26 +230,26 @@ def test_default_nesting_matches_the_reference_table():
     assert default_nesting(64, 6144) == [64, 128, 256, 512, 1024, 2048, 4096, 6144]
     assert default_nesting(64, 4096) == [64, 128, 256, 512, 1024, 2048, 4096]
     assert default_nesting(64, 24576)[-2:] == [16384, 24576] and len(default_nesting(64, 24576)) == 10
-    assert make_config("matryoshka", 512, 16).nesting == default_nesting(64, 8192)
-    assert make_config("topk", 512, 8).k == 64 and make_config("batchtopk", 512, 8).k == 32
-    assert make_config("relu", 512, 8).l1 == 0.003
+    assert list(make_config("matryoshka", 512, 16).arch.nesting) == default_nesting(64, 8192)
+    assert make_config("topk", 512, 8).arch.k == 64 and make_config("batchtopk", 512, 8).arch.k == 32
+    assert make_config("relu", 512, 8).arch.l1 == 0.003
 
 
 @pytest.mark.parametrize(
     "variant, kw, needle",
     [
-        ("topk", {"k": 65}, "--k 65"),
-        ("batchtopk", {"k": 0}, "--k 0"),
-        ("matryoshka", {"nesting": [4, 4, 8]}, "strictly increasing"),
-        ("matryoshka", {"nesting": [8, 4]}, "strictly increasing"),
-        ("matryoshka", {"nesting": [4, 65]}, "1..n=64"),
-        ("matryoshka", {"nesting_start": 100}, "--nesting-start 100"),
+        ("topk", {"k": 65}, "--k: 65"),
+        ("batchtopk", {"k": 0}, "--k: 0"),
+        ("matryoshka", {"nesting": [4, 4, 8]}, "increase strictly"),
+        ("matryoshka", {"nesting": [8, 4]}, "increase strictly"),
+        ("matryoshka", {"nesting": [4, 65]}, "1..n = 64"),
+        ("matryoshka", {"nesting_start": 100}, "--nesting-start: 100"),
         ("relu", {"l1": -1.0}, "--l1"),
         ("jumprelu", {"bandwidth": 0.0}, "--bandwidth"),
         ("topk", {"k": 4, "loss": "l2"}, "--loss"),
         ("topk", {"k": 4, "scale_mode": "x"}, "--scale-mode"),
         ("bogus", {}, "--variant"),
-        ("matryoshka", {"k": 4}, "--k do(es) not apply to --variant matryoshka"),
+        ("matryoshka", {"k": 4}, "--k: unknown option for variant matryoshka"),
         ("relu", {"nesting": [2, 4]}, "--nesting"),
     ],
 )
@@ -256,7 +261,13 @@ def test_bad_configs_are_refused_with_the_parameter_named(variant, kw, needle):
 # ------------------------------------------------------------------ the load() contract
 @pytest.mark.parametrize(
     "variant, kw",
-    [("topk", {"k": 3}), ("batchtopk", {"k": 3}), ("matryoshka", {"nesting": [2, 8, 32]}), ("relu", {}), ("jumprelu", {})],
+    [
+        ("topk", {"k": 3}),
+        ("batchtopk", {"k": 3}),
+        ("matryoshka", {"nesting": [2, 8, 32]}),
+        ("relu", {}),
+        ("jumprelu", {}),
+    ],
 )
 def test_save_load_round_trip_and_raw_space_contract(tmp_path, variant, kw):
     model = _model(variant, **kw).eval()
@@ -284,7 +295,7 @@ def test_save_load_round_trip_and_raw_space_contract(tmp_path, variant, kw):
     if variant == "batchtopk":  # the inference threshold, batch-independent
         torch.testing.assert_close(z_sparse, torch.where(a > 0.2, a, torch.zeros_like(a)))
         torch.testing.assert_close(loaded.encode(x[:1]), z_sparse[:1])
-    assert loaded.info["final_dead_latents"] == 0
+    assert loaded.record is not None and loaded.record.final_dead_latents == 0
 
 
 def test_load_refuses_unfinished_run(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 import torch
 from sae_helpers import atom_recovery, hierarchical, planted, write_store
 
-from msae.sae import load, make_config
-from msae.train import TrainConfig, train_sae
+from msae.config.train import train_config
+from msae.sae import load
+from msae.train import train_sae
 
 FAST_RUNS = {
     "topk": {"k": 6},
@@ -26,9 +27,19 @@ FAST_RUNS = {
 
 def _fit(tmp_path, x, variant, expansion, epochs, batch_size=256, lr=3e-3, **kw):
     path = write_store(tmp_path / "planted.parquet", x)
-    cfg = make_config(variant, x.shape[1], expansion, **kw)
-    result = train_sae(path, tmp_path / variant, cfg, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, log_every=50),
-                       device="cpu", progress=False)
+    config = train_config(
+        variant=variant,
+        embeddings=path,
+        out=tmp_path / variant,
+        expansion=float(expansion),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        log_every=50,
+        device="cpu",
+        **kw,
+    )
+    result = train_sae(config, progress=False)
     return load(result.out)
 
 
@@ -59,8 +70,10 @@ def test_matryoshka_puts_frequent_coarse_atoms_at_its_smallest_level(tmp_path, n
     used = np.mean([(z_small[which == c][:, best[c]] > 0).mean() for c in range(len(coarse))])
     topk = _fit(tmp_path, x, "topk", expansion=6, epochs=15, k=4)
     _, topk_cos, _ = atom_recovery(topk.W_dec.double().numpy(), coarse)
-    print(f"matryoshka {weighting}: coarse recovered {recovered:.3f}, mean max cos {mean_cos:.3f}, "
-          f"used at k={nesting[0]} on {used:.3f} of their samples; topk(4) mean max cos {topk_cos:.3f}")
+    print(
+        f"matryoshka {weighting}: coarse recovered {recovered:.3f}, mean max cos {mean_cos:.3f}, "
+        f"used at k={nesting[0]} on {used:.3f} of their samples; topk(4) mean max cos {topk_cos:.3f}"
+    )
     assert recovered == 1.0 and used >= 0.9
     assert mean_cos > topk_cos + 0.1
 

@@ -14,15 +14,9 @@ import pytest
 from embed_fixtures import random_image, write_images
 from PIL import Image
 
-from msae.commands.embed import SOURCE_KINDS
 from msae.errors import MsaeError
-from msae.sources import SOURCES, decode_image, open_source
+from msae.sources import decode_image, open_source
 from msae.sources.base import display_paths
-
-
-def test_cli_source_choices_match_library():
-    assert SOURCE_KINDS == SOURCES
-
 
 # ---------------------------------------------------------------- folder
 
@@ -240,9 +234,16 @@ def write_world(root: Path, splits: dict[str, int]) -> pd.DataFrame:
             color, shape = ["red", "blue"][i % 2], ["star", "circle", "square"][i % 3]
             rows.append(
                 {
-                    "id": item, "split": split, "path": path, "caption": f"a small {color} {shape}",
-                    "label": shape, "attr_shape": shape, "attr_color": color, "attr_size": "small",
-                    "attr_background": "plain", "attr_position": "center",
+                    "id": item,
+                    "split": split,
+                    "path": path,
+                    "caption": f"a small {color} {shape}",
+                    "label": shape,
+                    "attr_shape": shape,
+                    "attr_color": color,
+                    "attr_size": "small",
+                    "attr_background": "plain",
+                    "attr_position": "center",
                 }
             )
     frame = pd.DataFrame(rows)

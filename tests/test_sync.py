@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from msae.config.project import SyncConfig
 from msae.errors import MsaeError
 from msae.sync import describe_dvc_status, sync, sync_command
 
@@ -28,4 +29,4 @@ def test_dvc_status_lines_name_stage_and_change():
 
 def test_sync_outside_a_project_is_refused(tmp_path):
     with pytest.raises(MsaeError, match="not an msae project"):
-        sync("dvc", tmp_path)
+        sync(SyncConfig(after="dvc", root=tmp_path))

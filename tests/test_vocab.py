@@ -34,8 +34,11 @@ def test_world_terms_are_every_attribute_value():
 def test_common_words_are_filtered_in_frequency_order():
     blocked = frozenset({"time", "people"})
     got = common_words(300, blocked, min_length=4, exclude=["year"])
-    expect = [w for w in wordfreq.iter_wordlist("en")
-              if w.isascii() and w.isalpha() and len(w) >= 4 and w not in {"time", "times", "people", "year"}][:300]
+    expect = [
+        w
+        for w in wordfreq.iter_wordlist("en")
+        if w.isascii() and w.isalpha() and len(w) >= 4 and w not in {"time", "times", "people", "year"}
+    ][:300]
     assert got == expect
     assert "time" not in got and "times" not in got  # the plural of a blocked word is blocked too
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from msae.config.world import ClipEvalConfig
 from msae.world.clip import builtin_weights_path
 from msae.world.quality import QUALITY_BAR, evaluate_world_clip, load_world_clip, recall_at_k, zero_shot_accuracy
 from msae.world.render import render_arrays
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(not builtin_weights_path().is_file(), reason="wo
 @pytest.fixture(scope="module")
 def quality() -> dict:
     torch.set_num_threads(1)
-    return evaluate_world_clip("builtin", n=600, seed=HELD_OUT_SEED, device="cpu")
+    return evaluate_world_clip(ClipEvalConfig(weights="builtin", n=600, seed=HELD_OUT_SEED, device="cpu"))
 
 
 @pytest.mark.parametrize("metric", sorted(QUALITY_BAR))

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from msae.cli import main
+from msae.config.base import ConfigSpec
+from msae.config.world import RenderConfig, WorldParams
 from msae.errors import MsaeError
 from msae.world.attributes import (
     ATTRIBUTE_COLUMNS,
@@ -25,7 +27,7 @@ from msae.world.attributes import (
     zero_shot_prompts,
 )
 from msae.world.render import MANIFEST, WORLD_JSON, render_arrays, render_world, scene_at
-from msae.world.scene import CAPTION_TEMPLATES, SPLITS, WorldParams, describe, describe_partial, image_rng
+from msae.world.scene import CAPTION_TEMPLATES, SPLITS, describe, describe_partial, image_rng
 from msae.world.shapes import SHAPE_POLYGONS, interior_anchor, place
 
 COUNTS = {"n_train": 40, "n_val": 10, "n_test": 10, "n_bias": 20}
@@ -41,7 +43,7 @@ def _digests(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("world")
-    render_world(root, seed=3, workers=1, progress=False, **COUNTS)
+    render_world(RenderConfig(out=root, seed=3, workers=1, **COUNTS), progress=False)
     return root
 
 
@@ -67,14 +69,14 @@ def test_colors_are_far_from_every_background_colour():
 
 def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path, world):
     other = tmp_path / "w2"
-    render_world(other, seed=3, workers=2, progress=False, **COUNTS)
+    render_world(RenderConfig(out=other, seed=3, workers=2, **COUNTS), progress=False)
     assert _digests(other) == _digests(world)
     assert pd.read_parquet(other / MANIFEST).equals(pd.read_parquet(world / MANIFEST))
 
 
 def test_different_seed_different_images(tmp_path, world):
     other = tmp_path / "w3"
-    render_world(other, seed=4, workers=1, progress=False, **COUNTS)
+    render_world(RenderConfig(out=other, seed=4, workers=1, **COUNTS), progress=False)
     a, b = _digests(world), _digests(other)
     assert a.keys() == b.keys()
     assert sum(a[k] != b[k] for k in a) > 0.9 * len(a)
@@ -93,7 +95,11 @@ def test_manifest_columns_ids_and_splits(world):
         assert column in frame.columns
     assert frame["id"].is_unique
     assert frame["split"].value_counts().to_dict() == {
-        "train": 40, "val": 10, "test": 10, "bias_train": 20, "bias_control": 20
+        "train": 40,
+        "val": 10,
+        "test": 10,
+        "bias_train": 20,
+        "bias_control": 20,
     }
     assert (frame["label"] == frame["attr_shape"]).all()
     for name, values in ATTRIBUTES.items():
@@ -157,8 +163,10 @@ def test_bias_split_rates(tmp_path):
 
 def test_world_json_records_realised_bias_rates(tmp_path):
     root = tmp_path / "b"
-    params = WorldParams(bias_rate=1.0)
-    render_world(root, 0, 0, 0, 60, seed=1, params=params, workers=1, progress=False)
+    render_world(
+        RenderConfig(out=root, n_train=0, n_val=0, n_test=0, n_bias=60, seed=1, workers=1, bias_rate=1.0),
+        progress=False,
+    )
     info = json.loads((root / WORLD_JSON).read_text())
     frame = pd.read_parquet(root / MANIFEST)
     part = frame[(frame["split"] == "bias_train") & (frame["attr_shape"] == "star")]
@@ -202,26 +210,44 @@ def test_interior_anchor_is_inside_every_shape():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"params": WorldParams(bias_color="mauve")}, "--bias-color 'mauve'"),
-        ({"params": WorldParams(bias_shape="blob")}, "--bias-shape 'blob'"),
-        ({"params": WorldParams(bias_rate=1.5)}, "--bias-rate"),
-        ({"params": WorldParams(second_object_rate=-0.1)}, "--second-object-rate"),
-        ({"n_val": -1}, "--n-val -1"),
+        ({"bias_color": "mauve"}, "--bias-color: 'mauve'"),
+        ({"bias_shape": "blob"}, "--bias-shape: 'blob'"),
+        ({"bias_rate": 1.5}, "--bias-rate"),
+        ({"second_object_rate": -0.1}, "--second-object-rate"),
+        ({"n_val": -1}, "--n-val: -1"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
     args = {"n_train": 1, "n_val": 1, "n_test": 1, "n_bias": 1, "seed": 0, **kwargs}
     with pytest.raises(MsaeError, match=message.replace("(", r"\(")):
-        render_world(tmp_path, workers=1, progress=False, **args)
+        render_world(ConfigSpec.of(RenderConfig).build({"out": tmp_path, "workers": 1, **args}), progress=False)
     assert not (tmp_path / MANIFEST).exists()
 
 
 def test_cli_renders_and_reports_bad_colour(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["world", "render", "--out", str(out), "--n-train", "3", "--n-val", "1", "--n-test", "1",
-                 "--n-bias", "2", "--seed", "9", "--workers", "1"])
+    code = main(
+        [
+            "world",
+            "render",
+            "--out",
+            str(out),
+            "--n-train",
+            "3",
+            "--n-val",
+            "1",
+            "--n-test",
+            "1",
+            "--n-bias",
+            "2",
+            "--seed",
+            "9",
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0 and len(pd.read_parquet(out / MANIFEST)) == 9
     assert main(["world", "render", "--out", str(out), "--bias-color", "mauve", "--workers", "1"]) == 2
-    assert "--bias-color 'mauve'" in capsys.readouterr().err
+    assert "--bias-color: 'mauve'" in capsys.readouterr().err
     # a refused run touches nothing: the previous, complete world is still there
     assert len(pd.read_parquet(out / MANIFEST)) == 9

@@ -10,10 +10,17 @@ import torch
 from safetensors.torch import load_file
 
 from msae.cli import main
+from msae.config.world import ClipTrainingConfig
+from msae.config.world import ClipTrainingOptions as TrainConfig
 from msae.errors import MsaeError
-from msae.world.train_clip import SceneBatches, TrainConfig, checkpoint_dir, lr_at, train_clip
+from msae.world.train_clip import SceneBatches, checkpoint_dir, lr_at, train_clip
 
 TINY = TrainConfig(steps=4, batch_size=8, warmup=1, n_train=64, seed=1, hard_batch_rate=0.5, hard_groups=2)
+
+
+def _run(out, options=TINY, **kw):
+    """`msae world train-clip` with the TINY (or given) weight parameters on the CPU."""
+    return train_clip(ClipTrainingConfig(out=out, device="cpu", **options.weight_parameters(), **kw), progress=False)
 
 
 def test_lr_schedule_closed_form():
@@ -46,7 +53,7 @@ def test_tiny_run_writes_fp16_weights_that_open_clip_loads(tmp_path):
     from msae.world.clip import WORLD_MODEL, register_world_model
 
     torch.set_num_threads(1)
-    out = train_clip(tmp_path / "w.safetensors", TINY, device="cpu", checkpoint_every=2, progress=False)
+    out = _run(tmp_path / "w.safetensors", checkpoint_every=2)
     state = load_file(str(out))
     assert all(t.dtype == torch.float16 for t in state.values())
     assert (checkpoint_dir(out) / "step000002.safetensors").is_file()
@@ -58,47 +65,77 @@ def test_tiny_run_writes_fp16_weights_that_open_clip_loads(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     torch.set_num_threads(1)
-    straight = train_clip(tmp_path / "a.safetensors", TINY, device="cpu", checkpoint_every=100, progress=False)
-    assert train_clip(tmp_path / "b.safetensors", TINY, device="cpu", progress=False, stop_after=2) is None
+    straight = _run(tmp_path / "a.safetensors", checkpoint_every=100)
+    assert _run(tmp_path / "b.safetensors", stop_after=2) is None
     assert not (tmp_path / "b.safetensors").exists()
-    resumed = train_clip(tmp_path / "b.safetensors", TINY, device="cpu", resume=True, progress=False)
+    resumed = _run(tmp_path / "b.safetensors", resume=True)
     a, b = load_file(str(straight)), load_file(str(resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(MsaeError, match="--resume"):
-        other = TrainConfig(**{**TINY.__dict__, "lr": 5e-4})
-        train_clip(tmp_path / "b.safetensors", other, device="cpu", resume=True, progress=False)
+        other = TINY.model_copy(update={"lr": 5e-4})
+        _run(tmp_path / "b.safetensors", other, resume=True)
 
 
 @pytest.mark.parametrize(
     ("flag", "value"), [("--steps", "0"), ("--n-train", "4"), ("--hard-batch-rate", "2"), ("--warmup", "10")]
 )
 def test_cli_rejects_bad_training_parameters(tmp_path, capsys, flag, value):
-    args = ["world", "train-clip", "--out", str(tmp_path / "w.safetensors"), "--steps", "5", "--batch-size", "8",
-            "--n-train", "64", "--warmup", "1", flag, value]
+    args = [
+        "world",
+        "train-clip",
+        "--out",
+        str(tmp_path / "w.safetensors"),
+        "--steps",
+        "5",
+        "--batch-size",
+        "8",
+        "--n-train",
+        "64",
+        "--warmup",
+        "1",
+        flag,
+        value,
+    ]
     assert main(args) == 2
     assert flag in capsys.readouterr().err
 
 
 def test_cli_rejects_wrong_suffix(tmp_path, capsys):
-    assert main(["world", "train-clip", "--out", str(tmp_path / "w.pt"), "--steps", "2", "--warmup", "1",
-                 "--batch-size", "8", "--n-train", "64"]) == 2
+    assert (
+        main(
+            [
+                "world",
+                "train-clip",
+                "--out",
+                str(tmp_path / "w.pt"),
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--batch-size",
+                "8",
+                "--n-train",
+                "64",
+            ]
+        )
+        == 2
+    )
     assert ".safetensors" in capsys.readouterr().err
 
 
 def test_generic_noun_phase_replays_the_earlier_steps():
-    from dataclasses import asdict, replace
 
     from msae.world.train_clip import replays_identically
 
-    saved = {k: v for k, v in asdict(TINY).items() if not k.startswith("generic")}  # an older checkpoint
+    saved = {k: v for k, v in TINY.weight_parameters().items() if not k.startswith("generic")}  # an older checkpoint
     assert replays_identically(saved, TINY, step=2)
-    assert not replays_identically(saved, replace(TINY, lr=5e-4), step=2)
-    later = replace(TINY, generic_noun_rate=0.5, generic_noun_from=2)
+    assert not replays_identically(saved, TINY.model_copy(update={"lr": 5e-4}), step=2)
+    later = TINY.model_copy(update={"generic_noun_rate": 0.5, "generic_noun_from": 2})
     assert replays_identically(saved, later, step=2)
-    assert not replays_identically(saved, replace(later, generic_noun_from=1), step=2)
+    assert not replays_identically(saved, later.model_copy(update={"generic_noun_from": 1}), step=2)
     # the batches before the switch are those of the run without the phase, after it they differ
     cfg = TrainConfig(batch_size=64, n_train=500, seed=3, partial_caption_rate=1.0)
     plain = SceneBatches(cfg, progress=False)
-    phased = SceneBatches(replace(cfg, generic_noun_rate=1.0, generic_noun_from=5), progress=False)
+    phased = SceneBatches(cfg.model_copy(update={"generic_noun_rate": 1.0, "generic_noun_from": 5}), progress=False)
     assert plain.batch(4)[1] == phased.batch(4)[1]
     assert all(" shape" in c for c in phased.batch(5)[1]) and not any(" shape" in c for c in plain.batch(5)[1])

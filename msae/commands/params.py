@@ -1,27 +1,52 @@
-"""`msae params check`: validate params.yaml before any pipeline job starts (the first DVC stage;
-the Snakefile runs the same check when it is parsed)."""
+"""`msae params check | schema`: validate params.yaml before any pipeline job starts (the first DVC
+stage; the Snakefile runs the same check when it is parsed), and print the schema derived from
+the stage configs."""
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-ORDER = 5
-HELP = "check params.yaml against workflow/schemas/params.schema.yaml and the cross-key rules"
+from msae.commands import Command, Group, single
+from msae.config.project import ParamsCheckConfig, ParamsSchemaConfig
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("params", help=HELP, description=HELP)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a params file; exit 2 naming every bad key")
-    check.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"),
-                       help="params file; default: %(default)s")
-    check.set_defaults(func=run)
+def run_check(config: ParamsCheckConfig) -> int:
+    from msae.pipeline.params import load_params
 
-
-def run(args: argparse.Namespace) -> int:
-    from msae.params import load_params
-
-    params = load_params(args.path)
-    print(f"msae params: {args.path} is valid ({len(params['runs'])} runs: {', '.join(params['runs'])})")
+    params = load_params(config.path)
+    print(f"msae params: {config.path} is valid ({len(params['runs'])} runs: {', '.join(params['runs'])})")
     return 0
+
+
+def run_schema(config: ParamsSchemaConfig) -> int:
+    from msae.io import write_text_atomic
+    from msae.pipeline.schema import schema_text
+
+    text = schema_text()
+    if config.out is None:
+        print(text, end="")
+    else:
+        write_text_atomic(config.out, text)
+        print(f"msae params: wrote the params schema to {config.out}")
+    return 0
+
+
+COMMANDS = (
+    Group(
+        "params",
+        help="check params.yaml (every key, range and cross-key rule) or print its JSON schema",
+        order=5,
+        commands=(
+            Command(
+                "check",
+                help="validate a params file; exit 2 naming every bad key",
+                spec=single(ParamsCheckConfig),
+                run=run_check,
+            ),
+            Command(
+                "schema",
+                help="the JSON schema of params.yaml, generated from the stage configs",
+                spec=single(ParamsSchemaConfig),
+                run=run_schema,
+            ),
+        ),
+    ),
+)

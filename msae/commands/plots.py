@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from msae.commands import Command, Group, single
+from msae.config.project import PlotsTemplateConfig
 
-ORDER = 95
 HELP = "write an HTML template with vega inlined so `dvc plots show` renders without internet"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("plots", help=HELP, description=HELP)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    template = actions.add_parser("template", help=HELP)
-    template.add_argument("--out", type=Path, default=Path(".dvc/plots/offline.html"),
-                          help="template file; use it with `dvc plots show --html-template FILE`; default: %(default)s")
-    template.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+def run(config: PlotsTemplateConfig) -> int:
     from msae.dvc_plots import write_offline_template
 
-    path = write_offline_template(args.out)
+    path = write_offline_template(config.out)
     print(f"msae plots: wrote {path}; render with `dvc plots show --html-template {path}`")
     return 0
+
+
+COMMANDS = (
+    Group(
+        "plots",
+        help=HELP,
+        order=95,
+        commands=(Command("template", help=HELP, spec=single(PlotsTemplateConfig), run=run),),
+    ),
+)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from msae.commands import Command, single
+from msae.config.project import SyncConfig
 
-ORDER = 90
 HELP = "after `snakemake`: dvc commit -f; after `dvc repro`/`dvc pull`: snakemake --touch (checked first)"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def run(config: SyncConfig) -> int:
+    from msae.sync import sync
+
+    command = sync(config)
+    done = "checks passed; would run" if config.check else "ran"
+    print(f"msae sync: {done} `{' '.join(command[2:])}` in {config.root}")
+    return 0
+
+
+COMMANDS = (
+    Command(
         "sync",
         help=HELP,
         description=(
@@ -19,19 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--after dvc marks DVC's outputs up to date for Snakemake (`snakemake --touch`), refused while "
             "`dvc status` is not clean or an output is missing."
         ),
-    )
-    parser.add_argument("--after", required=True, choices=("snakemake", "dvc"),
-                        help="the tool that produced the current results")
-    parser.add_argument("--root", type=Path, default=Path("."),
-                        help="project folder (Snakefile, dvc.yaml, params.yaml); default: the current folder")
-    parser.add_argument("--check", action="store_true", help="only run the checks; record nothing")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from msae.sync import sync
-
-    command = sync(args.after, args.root, check_only=args.check)
-    done = "checks passed; would run" if args.check else "ran"
-    print(f"msae sync: {done} `{' '.join(command[2:])}` in {args.root}")
-    return 0
+        spec=single(SyncConfig),
+        run=run,
+        order=90,
+    ),
+)

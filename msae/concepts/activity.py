@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from msae.concepts.naming import DEFAULT_BUDGET, merge_top
+from msae.concepts.naming import DEFAULT_BUDGET, Latents, merge_top
 from msae.errors import MsaeError
 
 
@@ -34,7 +34,7 @@ class Activity:
 
 
 def image_activity(
-    sae: torch.nn.Module,
+    sae: Latents,
     images: np.ndarray,
     top: int = 16,
     budget: int = DEFAULT_BUDGET,
@@ -67,5 +67,9 @@ def image_activity(
     if pad:
         indices = np.pad(indices, ((0, 0), (0, pad)), constant_values=-1)
         values = np.pad(values, ((0, 0), (0, pad)))
-    return Activity(active_count=count.cpu().numpy(), n_images=n_images, top_images=indices,
-                    top_values=np.where(indices >= 0, values, 0).astype(np.float32))
+    return Activity(
+        active_count=count.cpu().numpy(),
+        n_images=n_images,
+        top_images=indices,
+        top_values=np.where(indices >= 0, values, 0).astype(np.float32),
+    )

@@ -23,7 +23,7 @@ def attribute_values(columns: pd.DataFrame) -> dict[str, list[str]]:
     for col in columns.columns:
         if col.startswith("attr_"):
             vals = columns[col].dropna().astype(str).str.lower().unique().tolist()
-            out[col[len("attr_"):]] = sorted(vals)
+            out[col[len("attr_") :]] = sorted(vals)
     return out
 
 
@@ -42,8 +42,11 @@ def top_image_precision(
     """Per latent: the fraction of its top images whose attribute equals its name (NaN when the
     name is no attribute value or the latent has no top image)."""
     out = np.full(len(names), np.nan)
-    padded = {a: np.array([f" {' '.join(str(v).lower().split())} " for v in columns[f"attr_{a}"]])
-              for a in set(attributes) if a}
+    padded = {
+        a: np.array([f" {' '.join(str(v).lower().split())} " for v in columns[f"attr_{a}"]])
+        for a in set(attributes)
+        if a
+    }
     for j, (name, attr) in enumerate(zip(names, attributes)):
         picks = top_images[j][top_images[j] >= 0]
         if attr and len(picks):
@@ -75,7 +78,7 @@ def score_names(
         summary["named_precision_above_half"] = float((precision[chosen] > 0.5).mean())
     coverages = []
     for attr, vals in values.items():
-        named = {str(names[j]).lower() for j in np.flatnonzero(chosen) if attributes[j] == attr}
+        named = {str(names[int(j)]).lower() for j in np.flatnonzero(chosen) if attributes[int(j)] == attr}
         coverage = len(named & set(vals)) / len(vals) if vals else 0.0
         summary[f"coverage_{attr}"] = coverage
         summary[f"valid_{attr}"] = int(sum(1 for j in np.flatnonzero(chosen) if attributes[j] == attr))

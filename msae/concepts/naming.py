@@ -24,36 +24,66 @@ The modality gap (`gap`):
   for every latent (seen on the offline world: "above"/"below" ranked first everywhere). For
   `activation`, centring means encoding t - mean(vocab) + mean(train), i.e. moving the text cloud
   onto the image cloud before the encoder sees it.
-- `none`: the official code's choice (msae-reference §6.2): cos(raw term, W_dec/scale + mean_train)
+- `none`: the official code's choice: cos(raw term, W_dec/scale + mean_train)
   for `decoder`, raw terms for `activation`; kept for comparison. With mean_train added every atom
   leans toward the image mean, so names tend to repeat across latents.
 
-Distinctness: how well the best term matches, in a unit that random directions can calibrate.
-For the decoder methods atoms are unit vectors scored against one fixed term matrix, so the best
-ranking score itself is comparable across latents; for `activation` each latent has its own scale
-and bias, so the statistic is z = (best - mean over all terms) / std over all terms. A random
-direction also has a best term (its z grows like sqrt(2 ln V)); `null_distinctness` scores random
-directions exactly like latents, so a threshold can be set against chance. (z was also tried for
-the decoder methods on the world CLIP: it rejected real concepts whose atom lies in the subspace
-where all attribute words spread, because their std over terms is large too.)
+Whether a name beats chance is decided elsewhere (msae.concepts.null: a per-term standardised
+match against random latents drawn inside the data's own span, not isotropic directions, which
+CLIP-like anisotropic embeddings beat by chance).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, get_args
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from msae.config.concepts import Gap, Method
 from msae.errors import MsaeError
 
-METHODS = ("decoder", "decoder-projection", "activation")
-GAPS = ("center", "none")
+METHODS: tuple[str, ...] = get_args(Method)
+GAPS: tuple[str, ...] = get_args(Gap)
 DEFAULT_BUDGET = 1 << 25  # elements of one [terms, latents] score block (128 MiB in float32)
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # term block [t, d] -> scores [t, n]
+
+
+class Sizes(Protocol):
+    @property
+    def d(self) -> int: ...
+
+    @property
+    def n_latents(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class LatentSizes:
+    d: int
+    n_latents: int
+
+
+class Latents(Protocol):
+    """What naming, activity and the validity rule read of a set of latents: a trained SAE, or
+    random directions scored the same way (msae.concepts.null)."""
+
+    @property
+    def config(self) -> Sizes: ...
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    def atoms_raw_direction(self) -> torch.Tensor: ...
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_dense(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
 
 @dataclass
@@ -64,11 +94,11 @@ class Ranking:
     scores: np.ndarray  # float32 [n, r]: reported score (cosine or activation)
     ranking_scores: np.ndarray  # float32 [n, r]: the score terms are ranked by
     z: np.ndarray  # float64 [n]: (best - mean) / std of the ranking scores over all terms
-    distinctness: np.ndarray  # float64 [n]: best ranking score (decoder methods) or z (activation)
     margin: np.ndarray  # float64 [n]: best minus second ranking score (0 with one term)
 
 
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (zero rows stay zero)."""
     return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
@@ -100,7 +130,9 @@ def stream_top_terms(
     device = terms.device
     top_val = torch.empty(0, n_latents, device=device)
     top_idx = torch.empty(0, n_latents, dtype=torch.long, device=device)
-    shift = total = total_sq = None
+    shift: torch.Tensor | None = None
+    total = torch.zeros(n_latents, dtype=torch.float64, device=device)
+    total_sq = torch.zeros(n_latents, dtype=torch.float64, device=device)
     starts = range(0, n_terms, block)
     for start in tqdm(starts, desc="naming", unit="block", disable=not progress, leave=False):
         scores = scorer(terms[start : min(start + block, n_terms)]).float()
@@ -108,11 +140,10 @@ def stream_top_terms(
         # shifted sums (shift = first block's mean) avoid cancellation in E[x^2] - E[x]^2
         if shift is None:
             shift = scores.mean(0)
-            total = torch.zeros(n_latents, dtype=torch.float64, device=device)
-            total_sq = torch.zeros(n_latents, dtype=torch.float64, device=device)
         centred = scores.sub_(shift)
         total += centred.sum(0, dtype=torch.float64)
         total_sq += centred.square_().sum(0, dtype=torch.float64)
+    assert shift is not None  # the vocabulary has at least one term
     offset = total / n_terms
     std = (total_sq / n_terms - offset * offset).clamp_min(0).sqrt()
     return top_val, top_idx, offset + shift.double(), std
@@ -124,10 +155,6 @@ def _z(best: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tenso
     return torch.where(std > tiny, (best.double() - mean) / std.clamp_min(1e-300), torch.zeros_like(mean))
 
 
-def _distinctness(method: str, best: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return z if method == "activation" else best.double()
-
-
 def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         raise MsaeError(f"{option} {value!r}: choose from {', '.join(choices)}")
@@ -136,21 +163,21 @@ def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 def decoder_atoms(raw_directions: torch.Tensor, train_mean: torch.Tensor, gap: str) -> torch.Tensor:
     """Unit vectors compared with the terms: W_dec/scale (center) or W_dec/scale + mean (none)."""
-    return _unit_rows(raw_directions if gap == "center" else raw_directions + train_mean)
+    return unit_rows(raw_directions if gap == "center" else raw_directions + train_mean)
 
 
 def prepare_terms(terms: torch.Tensor, method: str, gap: str, train_mean: torch.Tensor) -> torch.Tensor:
     """The term matrix a scorer consumes (see the module docstring for each method/gap)."""
     centred = terms - terms.mean(0, keepdim=True) if gap == "center" else terms
     if method == "decoder":
-        return _unit_rows(centred)
+        return unit_rows(centred)
     if method == "decoder-projection":
         return centred
     return centred + train_mean if gap == "center" else centred
 
 
 def rank_terms(
-    sae: torch.nn.Module,
+    sae: Latents,
     term_embeddings: np.ndarray | torch.Tensor,
     method: str = "decoder",
     gap: str = "center",
@@ -167,18 +194,23 @@ def rank_terms(
     with torch.no_grad():
         terms = torch.tensor(np.asarray(term_embeddings, dtype=np.float32), device=param.device)
         if terms.ndim != 2 or terms.shape[1] != sae.config.d:
-            raise MsaeError(f"vocabulary embeddings have shape {tuple(terms.shape)}, the SAE expects dim {sae.config.d}")
+            raise MsaeError(
+                f"vocabulary embeddings have shape {tuple(terms.shape)}, the SAE expects dim {sae.config.d}"
+            )
         prepared = prepare_terms(terms, method, gap, sae.mean)
         n = sae.config.n_latents
         if method != "activation":
             atoms = decoder_atoms(sae.atoms_raw_direction(), sae.mean, gap)
-            scorer: Scorer = lambda block: block @ atoms.T  # noqa: E731
+
+            def atom_scores(block: torch.Tensor) -> torch.Tensor:
+                return block @ atoms.T
+
+            scorer: Scorer = atom_scores
         else:
             scorer = sae.pre_activation
         # one more than needed, for the margin to the next term
         val, idx, mean, std = stream_top_terms(prepared, scorer, n, r + 1, budget, progress)
         z = _z(val[0], mean, std)
-        distinct = _distinctness(method, val[0], z)
         margin = (val[0] - val[1]).double() if val.shape[0] > 1 else torch.zeros_like(mean)
         val, idx = val[:r], idx[:r]
         reported = val.clamp_min(0) if method == "activation" else val
@@ -187,36 +219,5 @@ def rank_terms(
         scores=reported.T.cpu().numpy(),
         ranking_scores=val.T.cpu().numpy(),
         z=z.cpu().numpy(),
-        distinctness=distinct.cpu().numpy(),
         margin=margin.cpu().numpy(),
     )
-
-
-def null_distinctness(
-    sae: torch.nn.Module,
-    term_embeddings: np.ndarray | torch.Tensor,
-    method: str = "decoder",
-    gap: str = "center",
-    samples: int = 1000,
-    seed: int = 0,
-    budget: int = DEFAULT_BUDGET,
-) -> np.ndarray:
-    """The distinctness of `samples` random latents: Gaussian raw-space directions scored exactly
-    as real latents are (decoder methods: as atoms with the median atom norm; activation: as the
-    raw-space direction of the pre-activation, to which z is invariant up to scale and bias)."""
-    if samples < 1:
-        raise MsaeError(f"--null-samples {samples}: must be >= 1")
-    param = next(sae.parameters())
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        terms = torch.tensor(np.asarray(term_embeddings, dtype=np.float32), device=param.device)
-        prepared = prepare_terms(terms, method, gap, sae.mean)
-        directions = torch.randn(samples, sae.config.d, generator=gen).to(param.device)
-        if method != "activation":
-            raw = sae.atoms_raw_direction()
-            directions = _unit_rows(directions) * raw.norm(dim=1).median()
-            atoms = decoder_atoms(directions, sae.mean, gap)
-        else:
-            atoms = directions
-        val, _, mean, std = stream_top_terms(prepared, lambda block: block @ atoms.T, samples, 1, budget)
-        return _distinctness(method, val[0], _z(val[0], mean, std)).cpu().numpy()

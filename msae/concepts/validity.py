@@ -1,15 +1,17 @@
 """When is a latent's name trustworthy? The valid-concept rule (the paper's Table 3 quantity).
 
-The paper's exact rule (its Appendix A) is not public (msae-reference §6.3), so msae states its
+The paper's exact rule (its Appendix A) is not public, so msae states its
 own. A latent is a *valid concept* when all three hold:
 
 1. It fires: its dense activation is positive on at least `min_active` images, so it has top
    images to show and check.
-2. Its name beats chance: its distinctness (naming.Ranking.distinctness: the best term's score
-   for decoder naming, its z-score over the vocabulary for activation naming) is at least the
-   `null_quantile` quantile of the same statistic for random directions
-   (naming.null_distinctness). Any direction has a best term; only a real concept matches the
-   vocabulary better than a random direction does. This is what rejects a random atom.
+2. Its name beats chance: its match_z (msae.concepts.null: the atanh of the cosine between its
+   best term and its atom, standardised per term by that quantity's mean and standard deviation
+   over random latents drawn inside the data's own span) is at least the `null_quantile`
+   quantile of match_z for other such random latents, each named by its own best term. Any
+   direction has a best term, and on anisotropic data such as CLIP's every direction inside the
+   span matches some term well; a real concept matches its term better than random in-span
+   directions that picked the same term do.
 3. Its name agrees with its images. With captions: the term occurs (as a whole word or phrase) in
    at least `min_caption_rate` of the captions of the latent's top images (the name describes most
    of them), and more often than its base rate over all captions explains, one-sided binomial
@@ -19,6 +21,9 @@ own. A latent is a *valid concept* when all three hold:
    standard deviation of that projection for a random m-subset (C = image covariance); valid when
    z >= `min_agreement_z`. Names picked from the decoder are thus confirmed by what the encoder
    actually fires on.
+
+Every concepts run measures the rule's false-positive rate on fresh random in-span latents
+(msae.concepts.null.false_positive_rate), with and without captions.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ class ValidityRule:
         if not 0 <= self.min_caption_rate <= 1:
             raise MsaeError(f"--min-caption-rate {self.min_caption_rate}: must lie in [0, 1]")
         return self
+
+    def agrees_by_captions(self, rate: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Rule 3 with captions: the name is in enough top captions, above its base rate."""
+        return (p <= self.caption_alpha) & (rate >= self.min_caption_rate)
+
+    def agrees_by_embeddings(self, agreement_z: np.ndarray) -> np.ndarray:
+        """Rule 3 without captions: the name's direction separates the top images."""
+        return agreement_z >= self.min_agreement_z
 
 
 def embedding_agreement(

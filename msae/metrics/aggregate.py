@@ -22,7 +22,11 @@ class RunningMoments:
         self._m2 = 0.0
 
     def update(self, values: torch.Tensor | np.ndarray) -> None:
-        arr = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, np.float64)
+        arr = (
+            values.detach().cpu().double().numpy()
+            if isinstance(values, torch.Tensor)
+            else np.asarray(values, np.float64)
+        )
         arr = arr.reshape(-1)
         if arr.size == 0:
             return

@@ -1,7 +1,7 @@
 """CKNNA (Huh et al. 2024, "The Platonic Representation Hypothesis"): kernel alignment restricted
 to mutual k-nearest neighbours, between raw embeddings and SAE latents.
 
-Definition followed (msae-reference §4.5): linear kernels K = AAᵀ, L = BBᵀ (raw inner products,
+Definition followed (the official code's; docs/paper.md): linear kernels K = AAᵀ, L = BBᵀ (raw inner products,
 no normalisation), k nearest neighbours of each row by inner product with the row itself
 excluded, mask_K / mask_L the 0/1 neighbour indicators, and
 
@@ -86,7 +86,9 @@ def knn_graph(feats: torch.Tensor, k: int = 10) -> KnnGraph:
     return KnnGraph(idx=idx, vals=kernel_at(feats, idx))
 
 
-def hsic_unbiased_masked(rows: torch.Tensor, cols: torch.Tensor, k_vals: torch.Tensor, l_vals: torch.Tensor, m: int) -> float:
+def hsic_unbiased_masked(
+    rows: torch.Tensor, cols: torch.Tensor, k_vals: torch.Tensor, l_vals: torch.Tensor, m: int
+) -> float:
     """Unbiased HSIC of two m×m matrices that share one sparsity pattern (rows, cols), with
     zero diagonal (kNN masks never contain the diagonal):
 

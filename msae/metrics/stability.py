@@ -1,13 +1,17 @@
-"""Seed stability (Paulo & Belrose 2025; msae-reference §8): how many dictionary atoms two SAEs
-share, after matching atoms one to one."""
+"""Seed stability (Paulo & Belrose 2025): how many dictionary atoms two SAEs share, after matching
+atoms one to one. `compare_runs` is the `msae stability` stage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+
+from msae.config.evaluate import StabilityConfig
+from msae.errors import MsaeError
 
 
 @dataclass
@@ -29,9 +33,9 @@ def match_atoms(atoms_a: torch.Tensor, atoms_b: torch.Tensor) -> AtomMatching:
     """Hungarian matching (scipy `linear_sum_assignment`, maximising total cosine) of the rows of
     `atoms_a` [n_a, d] to the rows of `atoms_b` [n_b, d]; min(n_a, n_b) pairs.
 
-    Same score as the reference's `aligment_metric.py` with `--decoder` (the decoder rows,
-    normalised); the reference defaults to encoder columns, which the paper's stability table
-    does not distinguish. The n_a×n_b cost matrix is dense (n = 16384 needs 2 GB in float64) and
+    Same score as the official alignment script with its decoder option (the decoder rows,
+    normalised); that script defaults to encoder columns, which the paper's stability table does
+    not distinguish. The n_a×n_b cost matrix is dense (n = 16384 needs 2 GB in float64) and
     the assignment is O(n³).
     """
     if atoms_a.shape[1] != atoms_b.shape[1]:
@@ -41,3 +45,29 @@ def match_atoms(atoms_a: torch.Tensor, atoms_b: torch.Tensor) -> AtomMatching:
     cost = (a @ b.T).numpy()
     rows, cols = linear_sum_assignment(cost, maximize=True)
     return AtomMatching(rows=rows, cols=cols, cosines=cost[rows, cols])
+
+
+def compare_runs(config: StabilityConfig) -> dict[str, Any]:
+    """`msae stability`: match the decoder atoms of two trained runs and write the result JSON."""
+    from msae.io import write_json_atomic
+    from msae.runtime import configure_torch
+    from msae.sae import load
+
+    first, second = config.pair
+    configure_torch()
+    sae_a, sae_b = load(first, device="cpu"), load(second, device="cpu")
+    if sae_a.config.d != sae_b.config.d:
+        raise MsaeError(f"{first} has d={sae_a.config.d} but {second} has d={sae_b.config.d}; atoms are not comparable")
+    matching = match_atoms(sae_a.W_dec, sae_b.W_dec)
+    result = {
+        "sae_a": str(first),
+        "sae_b": str(second),
+        "n_latents_a": sae_a.config.n_latents,
+        "n_latents_b": sae_b.config.n_latents,
+        "matched": int(len(matching.cosines)),
+        "mean_cosine": matching.mean_cosine(),
+        "threshold": config.threshold,
+        "fraction_above": matching.fraction_above(config.threshold),
+    }
+    write_json_atomic(config.out, result)
+    return result

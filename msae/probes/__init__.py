@@ -1,10 +1,10 @@
-"""The paper's two downstream uses of an SAE (§5.2, §5.3): concept-controlled similarity search
-and counterfactual bias analysis. Both edit one dense latent with the SAE residual kept
+"""The paper's two downstream uses of an SAE: concept-controlled similarity search and
+counterfactual bias analysis. Both edit one dense latent with the SAE residual kept
 (msae.probes.intervention)."""
 
 from msae.probes.concepts import Concept, load_latent_table, resolve_concepts, valid_concepts
 from msae.probes.intervention import MODES, edit, edited_value
-from msae.probes.pipeline import run_bias, run_similarity
+from msae.probes.run import run_bias, run_similarity
 
 __all__ = [
     "MODES",

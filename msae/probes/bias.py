@@ -1,4 +1,4 @@
-"""Counterfactual bias analysis (paper §5.3; msae-reference §7.2).
+"""Counterfactual bias analysis (the paper's CelebA experiment; docs/paper.md).
 
 A linear classifier (logistic regression, as the paper's single-layer probe) is trained on raw
 embeddings for a binary target. For each candidate concept we intervene on every test item's
@@ -20,17 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from msae.config.probes import BiasMode, RankBy
 from msae.errors import MsaeError
 from msae.probes.concepts import Concept
 from msae.probes.intervention import ALPHA_UNITS, activation_scale, dense_columns, edited_value, raw_atoms
 from msae.store import EmbeddingSet
 
-BIAS_MODES = ("remove", "set", "add", "scale")
-RANK_BY = ("abs_dp", "flip_rate")
+BIAS_MODES = get_args(BiasMode)
+RANK_BY = get_args(RankBy)
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", "-1"}
 
@@ -71,8 +72,7 @@ def binary_target(store: EmbeddingSet, column: str, positive: str | None, where:
     unknown = sorted(set(text) - _TRUE - _FALSE)
     if unknown:
         raise MsaeError(
-            f"{where}: column {column!r} is not binary (values include {', '.join(unknown[:5])}); "
-            "give --positive VALUE"
+            f"{where}: column {column!r} is not binary (values include {', '.join(unknown[:5])}); give --positive VALUE"
         )
     return text.isin(_TRUE).to_numpy().astype(np.int64)
 
@@ -147,7 +147,11 @@ def infer_spurious(store: EmbeddingSet, y: np.ndarray, target_column: str) -> Sp
 
 def check_options(mode: str, rank_by: str, alpha_unit: str) -> None:
     """Refuse unknown option values (called before any data is loaded)."""
-    for flag, value, allowed in (("--mode", mode, BIAS_MODES), ("--rank-by", rank_by, RANK_BY), ("--alpha-unit", alpha_unit, ALPHA_UNITS)):
+    for flag, value, allowed in (
+        ("--mode", mode, BIAS_MODES),
+        ("--rank-by", rank_by, RANK_BY),
+        ("--alpha-unit", alpha_unit, ALPHA_UNITS),
+    ):
         if value not in allowed:
             raise MsaeError(f"{flag} {value!r}: expected one of {', '.join(allowed)}")
 
@@ -167,15 +171,21 @@ class BiasResult:
 
 
 def intervention_effects(
-    probe: LinearProbe, x: np.ndarray, z: np.ndarray, atoms: np.ndarray, mode: str, strengths: np.ndarray,
-    groups: dict[str, np.ndarray], chunk: int = 256,
+    probe: LinearProbe,
+    x: np.ndarray,
+    z: np.ndarray,
+    atoms: np.ndarray,
+    mode: str,
+    strengths: np.ndarray,
+    groups: dict[str, np.ndarray],
+    chunk: int = 256,
 ) -> dict[str, dict[str, np.ndarray]]:
     """For each candidate (column of z), the mean Δp, mean |Δp| and flip rate per group."""
     logit = probe.logits(x)
     p = sigmoid(logit)
     pred = p >= 0.5
     proj = atoms @ probe.weight  # [C]
-    out = {g: {"dp": [], "abs_dp": [], "flip_rate": []} for g in groups}
+    out: dict[str, dict[str, list[Any]]] = {g: {"dp": [], "abs_dp": [], "flip_rate": []} for g in groups}
     for start in range(0, z.shape[1], chunk):
         zc = z[:, start : start + chunk].astype(np.float64)
         new = np.stack([edited_value(zc[:, j], mode, strengths[start + j]) for j in range(zc.shape[1])], axis=1)
@@ -227,11 +237,15 @@ def analyse(
         corr = spurious.correlated(test.columns[spurious.column].to_numpy(), y_test)
         groups["correlated"], groups["anti"] = corr, ~corr
     groups = {g: m for g, m in groups.items() if m.any()}
-    effects = intervention_effects(probe, test.embeddings, z, raw_atoms(sae, latents)[keep], edit_mode, strengths, groups)
+    effects = intervention_effects(
+        probe, test.embeddings, z, raw_atoms(sae, latents)[keep], edit_mode, strengths, groups
+    )
     order = np.lexsort((np.asarray([k.latent for k in candidates]), -effects["all"][rank_by]))
     pred = probe.proba(test.embeddings) >= 0.5
     accuracy = {"train_acc": float(np.mean((probe.proba(train.embeddings) >= 0.5) == y_train))}
-    accuracy.update({f"test_acc_{g}" if g != "all" else "test_acc": float(np.mean(pred[m] == y_test[m])) for g, m in groups.items()})
+    accuracy.update(
+        {f"test_acc_{g}" if g != "all" else "test_acc": float(np.mean(pred[m] == y_test[m])) for g, m in groups.items()}
+    )
     return BiasResult(
         concepts=[candidates[i] for i in order],
         strengths=strengths[order],
@@ -258,7 +272,11 @@ def spurious_index(result: BiasResult) -> int | None:
 
 def summary(result: BiasResult, n_train: int, n_test: int, rank_by: str) -> dict[str, float]:
     """Flat numbers: classifier accuracy, the top effect, and the spurious concept's rank/effects."""
-    out: dict[str, float] = {"n_train": float(n_train), "n_test": float(n_test), "n_candidates": float(len(result.concepts))}
+    out: dict[str, float] = {
+        "n_train": float(n_train),
+        "n_test": float(n_test),
+        "n_candidates": float(len(result.concepts)),
+    }
     out.update(result.accuracy)
     for g, metrics in result.effects.items():
         suffix = "" if g == "all" else f"_{g}"
@@ -283,23 +301,32 @@ def summary(result: BiasResult, n_train: int, n_test: int, rank_by: str) -> dict
     return out
 
 
-def to_json(result: BiasResult, target: dict[str, Any], mode: str, strength: float, alpha_unit: str, rank_by: str) -> dict[str, Any]:
+def to_json(
+    result: BiasResult, target: dict[str, Any], mode: str, strength: float, alpha_unit: str, rank_by: str
+) -> dict[str, Any]:
     """bias.json: the setup, the classifier, the spurious association and the ranked concepts."""
     ranked = []
     for r, concept in enumerate(result.concepts):
-        ranked.append({
-            "rank": r + 1,
-            "latent": concept.latent,
-            "name": concept.name,
-            "attribute": concept.attribute,
-            "strength": float(result.strengths[r]),
-            **{g: {k: float(v[r]) for k, v in metrics.items()} for g, metrics in result.effects.items()},
-        })
+        ranked.append(
+            {
+                "rank": r + 1,
+                "latent": concept.latent,
+                "name": concept.name,
+                "attribute": concept.attribute,
+                "strength": float(result.strengths[r]),
+                **{g: {k: float(v[r]) for k, v in metrics.items()} for g, metrics in result.effects.items()},
+            }
+        )
     spurious = None
     if result.spurious is not None:
         s = result.spurious
-        spurious = {"column": s.column, "value": s.value, "rate_positive": s.rate_positive,
-                    "rate_negative": s.rate_negative, "inferred": s.inferred}
+        spurious = {
+            "column": s.column,
+            "value": s.value,
+            "rate_positive": s.rate_positive,
+            "rate_negative": s.rate_negative,
+            "inferred": s.inferred,
+        }
     return {
         "target": target,
         "mode": mode,
@@ -329,4 +356,3 @@ def spurious_arg(text: str | None) -> tuple[str, str] | None:
     if not sep or not column.strip() or not value.strip():
         raise MsaeError(f"--spurious {text!r}: expected COLUMN=VALUE, e.g. attr_color=red")
     return column.strip(), value.strip()
-

@@ -126,11 +126,15 @@ def resolve_concepts(specs: Sequence[str], table: pd.DataFrame | None, n_latents
                 raise MsaeError(f"--concept {text}: latent id out of range (the SAE has {n_latents} latents)")
             concept = _by_id(latent, table)
         elif table is None:
-            raise MsaeError(f"--concept {text!r}: a concept name needs --concepts latents.parquet (or give a latent id)")
+            raise MsaeError(
+                f"--concept {text!r}: a concept name needs --concepts latents.parquet (or give a latent id)"
+            )
         else:
             concept = _by_name(text, table)
             if concept.latent >= n_latents:
-                raise MsaeError(f"--concepts: latent {concept.latent} ({text}) is out of range for an SAE of {n_latents} latents")
+                raise MsaeError(
+                    f"--concepts: latent {concept.latent} ({text}) is out of range for an SAE of {n_latents} latents"
+                )
         if any(c.latent == concept.latent for c in concepts):
             raise MsaeError(f"--concept {text!r}: latent {concept.latent} was already given")
         concepts.append(concept)

@@ -1,6 +1,6 @@
 """One concept-intervention mechanism shared by the similarity search and the bias analysis.
 
-The paper edits a dense SAE latent and decodes (msae-reference §7.1). We keep what the SAE cannot
+The paper edits a dense SAE latent and decodes (docs/paper.md). We keep what the SAE cannot
 reconstruct: x' = x + decode(z') − decode(z). The decoder is affine, so for an edit of latent c
 this is exactly x + (z'_c − z_c)·atom_c with atom_c = W_dec[c] / scale (the latent's raw-space
 direction), which costs O(d) per item instead of a full decode.
@@ -15,15 +15,16 @@ Dense latents are ReLU outputs, so z'_c is clamped at 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from tqdm import tqdm
 
+from msae.config.probes import AlphaUnit, EditMode
 from msae.errors import MsaeError
 
-MODES = ("set", "add", "scale")
-ALPHA_UNITS = ("p99", "raw")  # strengths as multiples of the latent's reference activation, or as given
+MODES = get_args(EditMode)
+ALPHA_UNITS = get_args(AlphaUnit)  # strengths as multiples of the latent's reference activation, or as given
 
 
 def check_mode(mode: str) -> None:
@@ -49,11 +50,6 @@ def edit(x: np.ndarray, z_c: np.ndarray, atom: np.ndarray, mode: str, strength: 
     """Edited embeddings x' = x + (z'_c − z_c)·atom, residual kept. x: [N, d]; z_c: [N]; atom: [d]."""
     delta = edited_value(z_c, mode, strength) - np.asarray(z_c, dtype=np.float64)
     return np.asarray(x, dtype=np.float64) + delta[:, None] * np.asarray(atom, dtype=np.float64)[None, :]
-
-
-def sae_n_latents(sae: Any) -> int:
-    """Number of latents of a loaded SAE (from its decoder)."""
-    return int(sae.W_dec.shape[0])
 
 
 def raw_atoms(sae: Any, latents: Sequence[int]) -> np.ndarray:
@@ -99,15 +95,3 @@ def activation_scale(activations: np.ndarray, quantile: float = 0.99) -> np.ndar
         if positive.size:
             scale[j] = float(np.quantile(positive, quantile))
     return scale
-
-
-def check_sae_matches_store(sae: Any, sae_data: dict[str, Any] | None, meta: dict[str, Any], where: str) -> None:
-    """Refuse a store of another width or backbone than the SAE was trained on (`sae_data`: the
-    `data` block of the checkpoint's config.json, when known)."""
-    from msae.store import require_same_backbone
-
-    d = int(sae.W_dec.shape[1])
-    if int(meta["dim"]) != d:
-        raise MsaeError(f"{where}: embeddings have dim {meta['dim']} but the SAE expects {d}")
-    if sae_data and sae_data.get("model"):
-        require_same_backbone(meta, where, sae_data, "the SAE was trained on")

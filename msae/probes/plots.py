@@ -92,11 +92,15 @@ def neighbour_strip(
         ha = "right" if x < 0 else "center"
         ax.text(x, y, text, ha=ha, va=va, fontsize=size, color=colour)
     ax.axis("off")
-    ax.set_title(f"Nearest neighbours of {query_title.replace(chr(10), ' / ')}  (green frame: has the concept)", fontsize=8)
+    ax.set_title(
+        f"Nearest neighbours of {query_title.replace(chr(10), ' / ')}  (green frame: has the concept)", fontsize=8
+    )
     return save_figure(fig, path)
 
 
-def concept_curves(path: str | os.PathLike[str], alphas: Sequence[float], curves: dict[str, dict[str, Any]], x_label: str) -> Path:
+def concept_curves(
+    path: str | os.PathLike[str], alphas: Sequence[float], curves: dict[str, dict[str, Any]], x_label: str
+) -> Path:
     """Left: fraction of neighbours having the concept vs α; right: fraction keeping the query's
     other attributes (mean over them) vs α. One line per concept."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -106,10 +110,18 @@ def concept_curves(path: str | os.PathLike[str], alphas: Sequence[float], curves
         keeps = np.asarray(list(curve["keep"].values()), dtype=float)
         if keeps.size:
             right.plot(alphas, keeps.mean(axis=0), marker="o", color=line.get_color(), label=key)
-    left.set(xlabel=x_label, ylabel="fraction of neighbours with the concept", ylim=(-0.02, 1.02),
-             title="Concept gained (dotted: unedited query)")
-    right.set(xlabel=x_label, ylabel="fraction keeping the query's other attributes", ylim=(-0.02, 1.02),
-              title="Other attributes kept (mean over attributes)")
+    left.set(
+        xlabel=x_label,
+        ylabel="fraction of neighbours with the concept",
+        ylim=(-0.02, 1.02),
+        title="Concept gained (dotted: unedited query)",
+    )
+    right.set(
+        xlabel=x_label,
+        ylabel="fraction keeping the query's other attributes",
+        ylim=(-0.02, 1.02),
+        title="Other attributes kept (mean over attributes)",
+    )
     left.legend(fontsize=8, title="concept")
     left.grid(alpha=0.3)
     right.grid(alpha=0.3)
@@ -118,8 +130,11 @@ def concept_curves(path: str | os.PathLike[str], alphas: Sequence[float], curves
 
 
 def bias_bars(
-    path: str | os.PathLike[str], labels: Sequence[str], effects: dict[str, dict[str, np.ndarray]],
-    highlight: int | None, title: str,
+    path: str | os.PathLike[str],
+    labels: Sequence[str],
+    effects: dict[str, dict[str, np.ndarray]],
+    highlight: int | None,
+    title: str,
 ) -> Path:
     """Top concepts (best first, top of the chart): mean change of p(positive) and flip rate per group."""
     n = len(labels)
@@ -131,7 +146,12 @@ def bias_bars(
     left.set_yticklabels(labels, fontsize=8)
     height = 0.8 / len(effects)
     for i, (group, metrics) in enumerate(effects.items()):
-        right.barh(y - 0.4 + height * (i + 0.5), metrics["flip_rate"][:n], height=height, label=f"{group} items" if group != "anti" else "anti-correlated items")
+        right.barh(
+            y - 0.4 + height * (i + 0.5),
+            metrics["flip_rate"][:n],
+            height=height,
+            label=f"{group} items" if group != "anti" else "anti-correlated items",
+        )
     right.set(xlabel="flip rate (share of predictions that change class)", xlim=(0, 1))
     right.legend(fontsize=8)
     if highlight is not None and highlight < n:

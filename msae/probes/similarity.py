@@ -1,4 +1,4 @@
-"""Concept-controlled similarity search (paper §5.2; msae-reference §7.1).
+"""Concept-controlled similarity search (the paper's concept-controlled search; docs/paper.md).
 
 For each query embedding and concept, the query's dense latent is edited to a strength α
 (msae.probes.intervention, residual kept), and the nearest store items by cosine are retrieved
@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from msae.config.probes import SimilarityConfig
 from msae.errors import MsaeError
 from msae.probes.concepts import Concept
 from msae.probes.intervention import ALPHA_UNITS, activation_scale, check_mode, dense_columns, edit, raw_atoms
 from msae.store import EmbeddingSet
 
-DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_ALPHAS = tuple(float(v) for v in SimilarityConfig.model_fields["alphas"].default.split(","))
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Queries:
     rows: np.ndarray  # [Q] int, store row or -1
 
     @classmethod
-    def from_store(cls, store: EmbeddingSet, ids: Sequence[str]) -> "Queries":
+    def from_store(cls, store: EmbeddingSet, ids: Sequence[str]) -> Queries:
         """Queries taken from the store by id; unknown ids are an error naming them."""
         index = {str(i): r for r, i in enumerate(store.ids)}
         missing = [i for i in ids if str(i) not in index]
@@ -106,7 +107,9 @@ def nearest(vectors: np.ndarray, database_unit: np.ndarray, exclude_rows: np.nda
     return Neighbours(rows=rows, scores=np.take_along_axis(scores, rows, axis=1))
 
 
-def concept_strengths(concepts: Sequence[Concept], scale: np.ndarray, alphas: Sequence[float], mode: str, unit: str) -> np.ndarray:
+def concept_strengths(
+    concepts: Sequence[Concept], scale: np.ndarray, alphas: Sequence[float], mode: str, unit: str
+) -> np.ndarray:
     """The strength passed to `edit` for each (concept, α): α·scale, or α itself."""
     if unit not in ALPHA_UNITS:
         raise MsaeError(f"--alpha-unit {unit!r}: expected one of {', '.join(ALPHA_UNITS)}")
@@ -146,7 +149,9 @@ def search(
     original = nearest(queries.embeddings, database, queries.rows, top)
     edited = [
         [
-            nearest(edit(queries.embeddings, query_z[:, j], atoms[j], mode, strengths[j, a]), database, queries.rows, top)
+            nearest(
+                edit(queries.embeddings, query_z[:, j], atoms[j], mode, strengths[j, a]), database, queries.rows, top
+            )
             for a in range(len(alphas))
         ]
         for j in range(len(concepts))
@@ -268,14 +273,26 @@ def to_json(result: SimilarityResult, store: EmbeddingSet, mode: str, alpha_unit
                 {"alpha": float(alpha), "strength": float(result.raw_alphas[j, a]), **block(result.edited[j][a], q)}
                 for a, alpha in enumerate(result.alphas)
             ]
-        queries.append({"id": name, "in_store": bool(result.queries.rows[q] >= 0), "original": block(result.original, q), "concepts": per_concept})
+        queries.append(
+            {
+                "id": name,
+                "in_store": bool(result.queries.rows[q] >= 0),
+                "original": block(result.original, q),
+                "concepts": per_concept,
+            }
+        )
     return {
         "mode": mode,
         "alpha_unit": alpha_unit,
         "alphas": [float(a) for a in result.alphas],
         "concepts": [
-            {"key": c.key, "latent": c.latent, "name": c.name, "attribute": c.attribute,
-             "reference_activation": float(s) if np.isfinite(s) else None}
+            {
+                "key": c.key,
+                "latent": c.latent,
+                "name": c.name,
+                "attribute": c.attribute,
+                "reference_activation": float(s) if np.isfinite(s) else None,
+            }
             for c, s in zip(result.concepts, result.scale)
         ],
         "queries": queries,

@@ -1,8 +1,9 @@
 """`msae report`: the paper's comparison table, the Pareto plot and one browsable page, built
 from the files the other stages wrote (never recomputing a metric).
 
+    from msae.config.report import ReportConfig
     from msae.report import build_report
-    build_report(Path("results/report"), eval_dir=Path("results/eval"), runs_dir=Path("results/sae"))
+    build_report(ReportConfig())  # results/sae, results/eval, ... -> results/report
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from msae.config.report import ReportConfig
 from msae.errors import MsaeError
 from msae.io import write_json_atomic, write_text_atomic
-from msae.report.collect import VARIANT_NAMES, RunResults, discover_runs, load_run, run_summary
+from msae.layout import BROWSER_DIR, CURVES_CSV, INDEX_FILE, PARETO_CSV, SUMMARY_FILE
+from msae.report.collect import RunResults, discover_runs, load_run, run_summary
+from msae.sae import variants
 
 __all__ = ["RunResults", "build_report", "load_runs", "report_summary"]
 
@@ -37,7 +41,7 @@ def load_runs(
         for name in tqdm(names, desc="report: reading runs", unit="run", leave=False)
     ]
     if not run_names:
-        order = list(VARIANT_NAMES)
+        order = list(variants.registry())
         runs.sort(key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.name))
     return runs
 
@@ -47,29 +51,29 @@ def report_summary(runs: Sequence[RunResults]) -> dict[str, dict[str, float | in
     return {run.name: run_summary(run) for run in runs}
 
 
-def build_report(
-    out: Path,
-    eval_dir: Path,
-    runs_dir: Path | None = None,
-    concepts_dir: Path | None = None,
-    probes_dir: Path | None = None,
-    run_names: Sequence[str] | None = None,
-) -> dict[str, Path]:
-    """Write every report file under `out` (summary.json last, as the 'done' marker) and return
-    them by name relative to `out`."""
+def build_report(config: ReportConfig) -> dict[str, Path]:
+    """`msae report`: write every report file under `config.out` (summary.json last, as the
+    'done' marker) and return them by name relative to it."""
     from msae.report.figures import curves_frame, pareto_frame, write_figures
     from msae.report.page import html_document, index_page
     from msae.report.table import tables_html, tables_markdown
 
-    runs = load_runs(eval_dir, runs_dir, concepts_dir, probes_dir, run_names)
+    out = config.out
+    runs = load_runs(config.eval, config.runs, config.concepts, config.probes, list(config.run_names) or None)
     out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
     files: dict[str, Path] = {}
     files["table.md"] = write_text_atomic(out / "table.md", tables_markdown(runs))
     files["table.html"] = write_text_atomic(out / "table.html", html_document("SAE comparison", tables_html(runs)))
     files.update(write_figures(runs, out))
-    files["pareto.csv"] = write_text_atomic(out / "pareto.csv", pareto_frame(runs).to_csv(index=False))
-    files["train_curves.csv"] = write_text_atomic(out / "train_curves.csv", curves_frame(runs).to_csv(index=False))
-    files["summary.json"] = out / "summary.json"
-    files["index.html"] = write_text_atomic(out / "index.html", html_document("msae report", index_page(runs, out, files)))
-    write_json_atomic(out / "summary.json", report_summary(runs))
+    files[PARETO_CSV] = write_text_atomic(out / PARETO_CSV, pareto_frame(runs).to_csv(index=False))
+    files[CURVES_CSV] = write_text_atomic(out / CURVES_CSV, curves_frame(runs).to_csv(index=False))
+    if config.images is not None:
+        from msae.report.browser import write_browser
+
+        write_browser(out / BROWSER_DIR, runs, config.runs, config.images, image_root=config.image_root, figures=files)
+        files[f"{BROWSER_DIR}/{INDEX_FILE}"] = out / BROWSER_DIR / INDEX_FILE  # the page lists every key
+    files[SUMMARY_FILE] = out / SUMMARY_FILE
+    files[INDEX_FILE] = write_text_atomic(out / INDEX_FILE, html_document("msae report", index_page(runs, out, files)))
+    write_json_atomic(out / SUMMARY_FILE, report_summary(runs))
     return files

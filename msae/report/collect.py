@@ -6,7 +6,6 @@ The report never recomputes a metric: it reads what `msae evaluate`, `msae conce
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,18 +14,14 @@ from typing import Any
 import pandas as pd
 
 from msae.errors import MsaeError
+from msae.io import read_frame, read_json_object
+from msae.layout import CONFIG_FILE, METRICS_FILE, PROBES, PROGRESSIVE_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
+from msae.sae import variants
+from msae.sae.architecture import SAEConfig
+from msae.sae.variants.base import Variant
 
 TRAIN_LOG_COLUMNS = ("step", "loss", "fvu", "dead_fraction")
 PROGRESSIVE_COLUMNS = ("k", "l0", "active", "fvu", "cs")
-PROBE_KINDS = ("similarity", "bias")
-
-VARIANT_NAMES = {  # in the paper's table order
-    "relu": "ReLU",
-    "topk": "TopK",
-    "batchtopk": "BatchTopK",
-    "jumprelu": "JumpReLU",
-    "matryoshka": "Matryoshka",
-}
 
 
 @dataclass
@@ -36,6 +31,7 @@ class RunResults:
     name: str
     metrics: dict[str, Any]
     config: dict[str, Any] | None = None
+    architecture: SAEConfig | None = None
     progressive: pd.DataFrame | None = None
     train_log: pd.DataFrame | None = None
     concepts: dict[str, Any] | None = None
@@ -45,53 +41,36 @@ class RunResults:
 
     @property
     def variant(self) -> str:
-        return str((self.config or {}).get("variant") or self.metrics.get("variant") or "")
+        if self.architecture is not None:
+            return self.architecture.variant
+        return str(self.metrics.get("variant") or "")
+
+    @property
+    def kind(self) -> Variant | None:
+        """The run's variant (None for a variant this msae does not know)."""
+        return variants.registry().get(self.variant)
+
+    @property
+    def nested(self) -> bool:
+        """A run with nested sparse levels (drawn as one curve in the Pareto plot)."""
+        return bool(self.kind and self.kind.nested)
 
     @property
     def description(self) -> str:
-        """Short human label in the paper's style, e.g. 'TopK (k = 64)' or 'Matryoshka (RW)'."""
-        config = self.config or {}
-        name = VARIANT_NAMES.get(self.variant, self.variant or "SAE")
-        detail = ""
-        if self.variant == "relu" and config.get("l1") is not None:
-            detail = f"λ = {config['l1']:g}"
-        elif self.variant in ("topk", "batchtopk") and config.get("k") is not None:
-            detail = f"k = {config['k']}"
-        elif self.variant == "matryoshka" and config.get("weighting"):
-            detail = str(config["weighting"]).upper()
-        n = self.metrics.get("n_latents") or config.get("n_latents")
+        """Short human label in the paper's style, e.g. 'TopK (k = 64, n = 1024)'."""
+        kind = self.kind
+        name = kind.label if kind else (self.variant or "SAE")
+        detail = kind.describe(self.architecture.arch) if kind and self.architecture else ""
+        n = self.metrics.get("n_latents") or (self.architecture.n_latents if self.architecture else None)
         parts = [p for p in (detail, f"n = {n}" if n else "") if p]
         return f"{name} ({', '.join(parts)})" if parts else name
-
-
-def read_json_file(path: Path) -> dict[str, Any]:
-    """Read a JSON object, naming the file when it is unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MsaeError(f"{path}: cannot read JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise MsaeError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
-def read_csv_file(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """Read a CSV and check the columns the report plots, naming the file and missing column."""
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise MsaeError(f"{path}: cannot read CSV ({exc})") from exc
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise MsaeError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))})")
-    return frame
 
 
 def discover_runs(runs_dir: Path | None, eval_dir: Path) -> list[str]:
     """Run names: the finished training directories if given (so a run that was never evaluated
     is reported as an error instead of silently missing), else the evaluation directories."""
     if runs_dir is not None and runs_dir.is_dir():
-        base, done_file = runs_dir, "config.json"  # written last by `msae train`
+        base, done_file = runs_dir, CONFIG_FILE  # written last by `msae train`
     else:
         base, done_file = eval_dir, ""
     if not base.is_dir():
@@ -119,30 +98,33 @@ def load_run(
     probes_dir: Path | None = None,
 ) -> RunResults:
     """Load one run; metrics.json is required, every other part is optional."""
-    metrics_path = eval_dir / name / "metrics.json"
+    metrics_path = eval_dir / name / METRICS_FILE
     if not metrics_path.is_file():
-        raise MsaeError(f"run {name!r}: {metrics_path} not found (run `msae evaluate` for it, or leave it out with --run)")
-    run = RunResults(name=name, metrics=read_json_file(metrics_path))
-    progressive = eval_dir / name / "progressive.csv"
+        raise MsaeError(
+            f"run {name!r}: {metrics_path} not found (run `msae evaluate` for it, or leave it out with --run)"
+        )
+    run = RunResults(name=name, metrics=read_json_object(metrics_path))
+    progressive = eval_dir / name / PROGRESSIVE_FILE
     if progressive.is_file():
-        run.progressive = read_csv_file(progressive, PROGRESSIVE_COLUMNS).sort_values("k").reset_index(drop=True)
+        run.progressive = read_frame(progressive, PROGRESSIVE_COLUMNS).sort_values("k").reset_index(drop=True)
     sae_dir = _optional_dir(runs_dir, name)
     if sae_dir is not None:
-        if (sae_dir / "config.json").is_file():
-            run.config = read_json_file(sae_dir / "config.json")
-        if (sae_dir / "train_log.csv").is_file():
-            run.train_log = read_csv_file(sae_dir / "train_log.csv", TRAIN_LOG_COLUMNS)
+        if (sae_dir / CONFIG_FILE).is_file():
+            run.config = read_json_object(sae_dir / CONFIG_FILE)
+            run.architecture = SAEConfig.from_dict(run.config, str(sae_dir / CONFIG_FILE))
+        if (sae_dir / TRAIN_LOG_FILE).is_file():
+            run.train_log = read_frame(sae_dir / TRAIN_LOG_FILE, TRAIN_LOG_COLUMNS)
     run.concepts_dir = _optional_dir(concepts_dir, name)
-    if run.concepts_dir is not None and (run.concepts_dir / "summary.json").is_file():
-        run.concepts = read_json_file(run.concepts_dir / "summary.json")
+    if run.concepts_dir is not None and (run.concepts_dir / SUMMARY_FILE).is_file():
+        run.concepts = read_json_object(run.concepts_dir / SUMMARY_FILE)
     probe_root = _optional_dir(probes_dir, name)
-    for kind in PROBE_KINDS:
+    for kind in PROBES:
         kind_dir = _optional_dir(probe_root, kind)
         if kind_dir is None:
             continue
         run.probe_dirs[kind] = kind_dir
-        if (kind_dir / "summary.json").is_file():
-            run.probes[kind] = read_json_file(kind_dir / "summary.json")
+        if (kind_dir / SUMMARY_FILE).is_file():
+            run.probes[kind] = read_json_object(kind_dir / SUMMARY_FILE)
     return run
 
 

@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-
 from tqdm import tqdm  # noqa: E402
 
 from msae.io import atomic_path  # noqa: E402
@@ -52,8 +51,8 @@ def curves_frame(runs: Sequence[RunResults]) -> pd.DataFrame:
 
 def run_colors(runs: Sequence[RunResults]) -> dict[str, tuple]:
     """Distinct colours per run; grey is left out (the legend's style keys are drawn in grey)."""
-    tab10 = plt.get_cmap("tab10").colors
-    palette = [c for i, c in enumerate(tab10) if i != 7] if len(runs) <= 9 else list(plt.get_cmap("tab20").colors)
+    tab10 = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
+    palette = [c for i, c in enumerate(tab10) if i != 7] if len(runs) <= 9 else list(plt.get_cmap("tab20").colors)  # type: ignore[attr-defined]
     return {run.name: palette[i % len(palette)] for i, run in enumerate(runs)}
 
 
@@ -92,15 +91,23 @@ def pareto_figure(runs: Sequence[RunResults]) -> plt.Figure:
                 points = data[data["run"] == run.name]
                 prog = points[points["source"] == "progressive"]
                 if len(prog):
-                    bold = run.variant == "matryoshka"
+                    bold = run.nested
                     ax.plot(
-                        prog[x], prog[y], color=colors[run.name], lw=2.2 if bold else 1.0,
-                        ls="-" if bold else "--", alpha=1.0 if bold else 0.55,
-                        marker="o" if bold else None, ms=3.5, zorder=3 if bold else 2,
+                        prog[x],
+                        prog[y],
+                        color=colors[run.name],
+                        lw=2.2 if bold else 1.0,
+                        ls="-" if bold else "--",
+                        alpha=1.0 if bold else 0.55,
+                        marker="o" if bold else None,
+                        ms=3.5,
+                        zorder=3 if bold else 2,
                     )
                 for source, face in (("sparse", colors[run.name]), ("dense", "white")):
                     pt = points[points["source"] == source]
-                    ax.scatter(pt[x], pt[y], s=70, facecolors=face, edgecolors=colors[run.name], linewidths=1.8, zorder=4)
+                    ax.scatter(
+                        pt[x], pt[y], s=70, facecolors=face, edgecolors=colors[run.name], linewidths=1.8, zorder=4
+                    )
             if x == "active":
                 _use_log(ax, "x", data["active"])
             if y == "fvu":
@@ -109,13 +116,29 @@ def pareto_figure(runs: Sequence[RunResults]) -> plt.Figure:
             ax.set_ylabel(PARETO_AXES[y])
             ax.grid(True, which="major", alpha=0.3)
     handles = [
-        Line2D([], [], color=colors[r.name], marker="o", lw=2.2 if r.variant == "matryoshka" else 1.0,
-               ls="-" if r.variant == "matryoshka" else "--", label=f"{r.name}: {r.description}")
+        Line2D(
+            [],
+            [],
+            color=colors[r.name],
+            marker="o",
+            lw=2.2 if r.nested else 1.0,
+            ls="-" if r.nested else "--",
+            label=f"{r.name}: {r.description}",
+        )
         for r in runs
     ]
     handles += [
         Line2D([], [], color="gray", marker="o", ls="none", ms=8, label="own sparse activation"),
-        Line2D([], [], color="gray", marker="o", ls="none", ms=8, markerfacecolor="white", label="dense path (ReLU, all latents)"),
+        Line2D(
+            [],
+            [],
+            color="gray",
+            marker="o",
+            ls="none",
+            ms=8,
+            markerfacecolor="white",
+            label="dense path (ReLU, all latents)",
+        ),
         Line2D([], [], color="gray", lw=2.2, marker="o", ms=3.5, label="Matryoshka: top-k of dense latents, each k"),
         Line2D([], [], color="gray", lw=1.0, ls="--", alpha=0.55, label="other models: top-k of dense latents"),
     ]
@@ -136,19 +159,22 @@ def curves_figure(runs: Sequence[RunResults], title: str, colors: dict[str, tupl
     colour from the combined figure when `colors` is passed)."""
     colors = colors or run_colors(runs)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
-    logged = [r for r in runs if r.train_log is not None]
+    logged = [(r, r.train_log) for r in runs if r.train_log is not None]
     for ax, column in zip(axes, CURVE_AXES):
-        for run in logged:
-            ax.plot(run.train_log["step"], run.train_log[column], color=colors[run.name], lw=1.4, label=run.name)
+        for run, log in logged:
+            ax.plot(log["step"], log[column], color=colors[run.name], lw=1.4, label=run.name)
         if column != "dead_fraction":
-            _use_log(ax, "y", pd.concat([r.train_log[column] for r in logged]) if logged else pd.Series(dtype=float))
+            _use_log(ax, "y", pd.concat([log[column] for _, log in logged]) if logged else pd.Series(dtype=float))
         ax.set_xlabel("training step")
         ax.set_ylabel(CURVE_AXES[column])
         ax.grid(True, alpha=0.3)
     axes[-1].set_ylim(bottom=0)
     fig.legend(
-        handles=[Line2D([], [], color=colors[r.name], lw=1.6, label=r.name) for r in logged],
-        loc="outside lower center", ncol=min(len(logged), 5), fontsize=9, frameon=False,
+        handles=[Line2D([], [], color=colors[r.name], lw=1.6, label=r.name) for r, _ in logged],
+        loc="outside lower center",
+        ncol=min(len(logged), 5),
+        fontsize=9,
+        frameon=False,
     )
     fig.suptitle(title)
     return fig

@@ -42,7 +42,7 @@ table.kv td:last-child{text-align:right;font-variant-numeric:tabular-nums}
 def html_document(title: str, body: str) -> str:
     """A complete offline HTML page (inline CSS, no scripts, no network)."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
@@ -58,7 +58,8 @@ def relative_href(target: Path, out: Path) -> str:
 
 def _key_values(numbers: dict[str, float | int]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v if isinstance(v, int) else f'{v:.4g}'}</td></tr>" for k, v in numbers.items()
+        f"<tr><td>{html.escape(k)}</td><td>{v if isinstance(v, int) else f'{v:.4g}'}</td></tr>"
+        for k, v in numbers.items()
     )
     return f'<table class="kv">{rows}</table>'
 
@@ -74,9 +75,11 @@ def _thumbs(images: Sequence[Path], out: Path, limit: int, link_rest: bool = Tru
     if not rest:
         more = ""
     elif link_rest:
-        more = "<p class=\"note\">More: " + " · ".join(
-            f'<a href="{relative_href(p, out)}">{html.escape(p.name)}</a>' for p in rest
-        ) + "</p>"
+        more = (
+            '<p class="note">More: '
+            + " · ".join(f'<a href="{relative_href(p, out)}">{html.escape(p.name)}</a>' for p in rest)
+            + "</p>"
+        )
     else:
         more = f'<p class="note">{len(rest)} more on the gallery page.</p>'
 
@@ -90,7 +93,9 @@ def _concepts_section(runs: Sequence[RunResults], out: Path) -> str:
             continue
         index = run.concepts_dir / "index.html"
         link = f' · <a href="{relative_href(index, out)}">gallery page</a>' if index.is_file() else ""
-        galleries = sorted((run.concepts_dir / "galleries").glob("*.png")) if (run.concepts_dir / "galleries").is_dir() else []
+        galleries = (
+            sorted((run.concepts_dir / "galleries").glob("*.png")) if (run.concepts_dir / "galleries").is_dir() else []
+        )
         numbers = flatten_numbers(run.concepts) if run.concepts else {}
         parts.append(
             f'<div class="run"><h3>{html.escape(run.name)}{link}</h3>'
@@ -124,7 +129,9 @@ def _probes_section(runs: Sequence[RunResults], out: Path) -> str:
 
 def index_page(runs: Sequence[RunResults], out: Path, files: dict[str, Path]) -> str:
     """The body of index.html; `files` are the report's own outputs (name -> path) to link."""
-    nav = " ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in files if not name.startswith("curves/"))
+    nav = " ".join(
+        f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in files if not name.startswith("curves/")
+    )
     body = [
         "<h1>msae report</h1>",
         f'<p class="note">{len(runs)} runs: {html.escape(", ".join(r.name for r in runs))}</p>',
@@ -139,7 +146,9 @@ def index_page(runs: Sequence[RunResults], out: Path, files: dict[str, Path]) ->
     ]
     if "curves.png" in files:
         per_run = " · ".join(
-            f'<a href="{quote(name)}">{html.escape(Path(name).stem)}</a>' for name in files if name.startswith("curves/")
+            f'<a href="{quote(name)}">{html.escape(Path(name).stem)}</a>'
+            for name in files
+            if name.startswith("curves/")
         )
         body += [
             "<h2>Training curves</h2>",

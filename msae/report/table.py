@@ -37,27 +37,111 @@ class Column:
 
 
 DENSE_COLUMNS: tuple[Column, ...] = (
-    Column("L0", True, ("dense", "l0"), ("dense", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"),
-    Column("FVU", False, ("dense", "fvu"), ("dense", "fvu_std"), tip="fraction of variance unexplained per sample, raw space"),
+    Column(
+        "L0", True, ("dense", "l0"), ("dense", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"
+    ),
+    Column(
+        "FVU",
+        False,
+        ("dense", "fvu"),
+        ("dense", "fvu_std"),
+        tip="fraction of variance unexplained per sample, raw space",
+    ),
     Column("CS", True, ("dense", "cs"), ("dense", "cs_std"), tip="cosine of embedding and reconstruction"),
-    Column("LP(KL)", False, ("lp_kl",), ("lp_kl_std",), digits="nats", tip="KL of linear-probe predictions, original vs reconstruction (nats)"),
-    Column("LP(Acc)", True, ("lp_agree",), ("lp_agree_std",), tip="linear-probe prediction agreement, original vs reconstruction"),
-    Column("CKNNA", True, ("dense", "cknna"), ("dense", "cknna_std"), tip="kernel alignment of latents with the raw embeddings"),
+    Column(
+        "LP(KL)",
+        False,
+        ("lp_kl",),
+        ("lp_kl_std",),
+        digits="nats",
+        tip="KL of linear-probe predictions, original vs reconstruction (nats)",
+    ),
+    Column(
+        "LP(Acc)",
+        True,
+        ("lp_agree",),
+        ("lp_agree_std",),
+        tip="linear-probe prediction agreement, original vs reconstruction",
+    ),
+    Column(
+        "CKNNA",
+        True,
+        ("dense", "cknna"),
+        ("dense", "cknna_std"),
+        tip="kernel alignment of latents with the raw embeddings",
+    ),
     Column("DO", False, ("do",), style="single", tip="mean squared cosine between decoder atoms"),
-    Column("NDN", False, ("ndn",), ("ndn_train",), style="pair", digits="int", tip="dead on the eval set (dead at the end of training)"),
-    Column("Active", False, ("dense", "active"), ("dense", "active_std"), digits="nats", tip="mean count of active latents per sample"),
-    Column("ZS ret.", True, ("zeroshot_retained",), style="single", tip="zero-shot accuracy with reconstructions / with originals"),
-    Column("R@5 ret.", True, ("recall5_retained",), style="single", tip="image→text recall@5 with reconstructions / with originals"),
-    Column("Valid", True, ("valid_concepts",), style="single", digits="int", source="concepts", tip="valid named concepts"),
+    Column(
+        "NDN",
+        False,
+        ("ndn",),
+        ("ndn_train",),
+        style="pair",
+        digits="int",
+        tip="dead on the eval set (dead at the end of training)",
+    ),
+    Column(
+        "Active",
+        False,
+        ("dense", "active"),
+        ("dense", "active_std"),
+        digits="nats",
+        tip="mean count of active latents per sample",
+    ),
+    Column(
+        "ZS ret.",
+        True,
+        ("zeroshot_retained",),
+        style="single",
+        tip="zero-shot accuracy with reconstructions / with originals",
+    ),
+    Column(
+        "R@5 ret.",
+        True,
+        ("recall5_retained",),
+        style="single",
+        tip="image→text recall@5 with reconstructions / with originals",
+    ),
+    Column(
+        "Valid", True, ("valid_concepts",), style="single", digits="int", source="concepts", tip="valid named concepts"
+    ),
 )
 
 SPARSE_COLUMNS: tuple[Column, ...] = (
-    Column("L0", True, ("sparse", "l0"), ("sparse", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"),
-    Column("Active", False, ("sparse", "active"), ("sparse", "active_std"), digits="nats", tip="mean count of active latents per sample"),
-    Column("FVU", False, ("sparse", "fvu"), ("sparse", "fvu_std"), tip="fraction of variance unexplained per sample, raw space"),
+    Column(
+        "L0", True, ("sparse", "l0"), ("sparse", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"
+    ),
+    Column(
+        "Active",
+        False,
+        ("sparse", "active"),
+        ("sparse", "active_std"),
+        digits="nats",
+        tip="mean count of active latents per sample",
+    ),
+    Column(
+        "FVU",
+        False,
+        ("sparse", "fvu"),
+        ("sparse", "fvu_std"),
+        tip="fraction of variance unexplained per sample, raw space",
+    ),
     Column("CS", True, ("sparse", "cs"), ("sparse", "cs_std"), tip="cosine of embedding and reconstruction"),
-    Column("CKNNA", True, ("sparse", "cknna"), ("sparse", "cknna_std"), tip="kernel alignment of latents with the raw embeddings"),
-    Column("NDN", False, ("ndn_sparse",), style="single", digits="int", tip="latents never active on the eval set (sparse path)"),
+    Column(
+        "CKNNA",
+        True,
+        ("sparse", "cknna"),
+        ("sparse", "cknna_std"),
+        tip="kernel alignment of latents with the raw embeddings",
+    ),
+    Column(
+        "NDN",
+        False,
+        ("ndn_sparse",),
+        style="single",
+        digits="int",
+        tip="latents never active on the eval set (sparse path)",
+    ),
 )
 
 DENSE_NOTE = (
@@ -137,7 +221,7 @@ def build_rows(runs: Sequence[RunResults], columns: Sequence[Column]) -> list[li
     NDN pairs compare lexicographically: fewer eval-dead first, then fewer training-dead."""
     rows = [[make_cell(run, column) for column in columns] for run in runs]
     for j, column in enumerate(columns):
-        keys = [row[j].rank_key for row in rows if row[j].rank_key is not None]
+        keys = [key for row in rows if (key := row[j].rank_key) is not None]
         if len(keys) < 2:
             continue
         best = max(keys) if column.higher_is_better else min(keys)
@@ -169,7 +253,8 @@ def to_html(runs: Sequence[RunResults], columns: Sequence[Column], caption: str)
     body = []
     for run, row in zip(runs, build_rows(runs, columns)):
         cells = "".join(
-            f'<td class="best"><strong>{esc(c.text)}</strong></td>' if c.best else f"<td>{esc(c.text)}</td>" for c in row
+            f'<td class="best"><strong>{esc(c.text)}</strong></td>' if c.best else f"<td>{esc(c.text)}</td>"
+            for c in row
         )
         body.append(
             f'<tr><th scope="row">{esc(run.name)}<br><span class="desc">{esc(run.description)}</span></th>{cells}</tr>'

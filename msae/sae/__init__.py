@@ -1,7 +1,28 @@
-"""Sparse autoencoders of the paper: one module, the variant picks the activation."""
+"""Sparse autoencoders of the paper: one module, the variant (msae.sae.variants) supplies the
+activations and loss terms.
 
-from msae.sae.checkpoint import load, save
-from msae.sae.config import VARIANTS, SAEConfig, default_nesting, make_config
-from msae.sae.model import SparseAutoencoder
+Attributes are imported on first use, so torch-free parts (the variant registry, the architecture
+config) can be used by the command line without loading torch.
+"""
 
-__all__ = ["VARIANTS", "SAEConfig", "SparseAutoencoder", "default_nesting", "load", "make_config", "save"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load": "msae.sae.checkpoint",
+    "save": "msae.sae.checkpoint",
+    "SparseAutoencoder": "msae.sae.model",
+    "SAEConfig": "msae.sae.architecture",
+    "resolve": "msae.sae.architecture",
+    "make_config": "msae.config.train",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The SAE checkpoint directory (DESIGN §3): model.safetensors + config.json, config written last.
+"""The SAE checkpoint directory: model.safetensors + config.json, config written last.
 
 No pickles in the published checkpoint: tensors go to safetensors, everything else to JSON.
 `load(dir)` rebuilds the module from config.json alone, so file names carry no configuration.
@@ -8,7 +8,6 @@ checkpoint/, read with `weights_only=True`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,13 @@ from safetensors.torch import load_file, save_file
 
 from msae import __version__
 from msae.errors import MsaeError
-from msae.io import atomic_path, write_json_atomic
-from msae.sae.config import SAEConfig
+from msae.io import atomic_path, read_json_object, write_json_atomic
+from msae.layout import CONFIG_FILE, MODEL_FILE
+from msae.sae.architecture import SAEConfig
 from msae.sae.model import SparseAutoencoder
+from msae.sae.provenance import RunRecord
 
 SCHEMA_VERSION = 1
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-TRAINING_STATE_FILE = "state.pt"
 
 
 def save_tensors(model: SparseAutoencoder, path: str | os.PathLike[str]) -> Path:
@@ -53,28 +51,39 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     if not path.exists():
         raise MsaeError(f"{directory}: no {CONFIG_FILE}; not a finished SAE run (train it with msae train)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MsaeError(f"{path}: not valid JSON ({exc})") from exc
+    config = read_json_object(path)
     if config.get("schema_version") != SCHEMA_VERSION:
-        raise MsaeError(f"{path}: schema_version {config.get('schema_version')} is not {SCHEMA_VERSION}")
+        raise MsaeError(f"{path}: schema_version {config.get('schema_version')!r} is not {SCHEMA_VERSION}")
     return config
 
 
 def load(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> SparseAutoencoder:
     """The trained SAE in eval mode on `device`, parameters frozen (outputs need no .detach());
-    it maps RAW embeddings (preprocessing inside). The full config.json is `module.info`."""
+    it maps RAW embeddings (preprocessing inside). `sae.record` says where it came from.
+    `directory` may be `hf://owner/repo[/subdir][@revision]`, read through the Hugging Face Hub's
+    cache (offline when HF_HUB_OFFLINE=1)."""
+    if isinstance(directory, str) and directory.startswith("hf://"):
+        from msae.interop.hub import resolve_hf
+
+        directory = resolve_hf(directory)
+    directory = Path(directory)
     config = read_config(directory)
-    model = SparseAutoencoder(SAEConfig.from_dict(config))
-    tensors_path = Path(directory) / MODEL_FILE
+    model = SparseAutoencoder(SAEConfig.from_dict(config, str(directory / CONFIG_FILE)))
+    tensors_path = directory / MODEL_FILE
     if not tensors_path.exists():
         raise MsaeError(f"{directory}: {MODEL_FILE} is missing")
     try:
-        model.load_state_dict(load_file(str(tensors_path)))
+        tensors = load_file(str(tensors_path))
+    except Exception as exc:  # safetensors raises its own error types for truncated/foreign files
+        raise MsaeError(f"{tensors_path}: cannot read the tensors ({exc})") from exc
+    try:
+        model.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise MsaeError(f"{tensors_path}: tensors do not match config.json ({exc})") from exc
-    model.info = config
+        raise MsaeError(f"{tensors_path}: tensors do not match {CONFIG_FILE} ({exc})") from exc
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise MsaeError(f"{tensors_path}: non-finite values (NaN/inf) in {', '.join(sorted(bad))}")
+    model.record = RunRecord.from_config(directory, config)
     return model.requires_grad_(False).to(device).eval()
 
 

@@ -14,14 +14,17 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from msae import store
+from msae.config.train import Placement
 from msae.errors import MsaeError
 
-PLACEMENTS = ("auto", "device", "stream")
+PLACEMENTS = get_args(Placement)
+
 STREAM_CHUNK_ROWS = 65536
 DEVICE_MEMORY_SHARE = 0.5  # 'auto' keeps the data on the device if it takes at most this share
 
@@ -42,7 +45,8 @@ class Moments:
         self.count += len(x)
 
     def mean(self) -> np.ndarray:
-        return self.total / self.count
+        assert self.total is not None, "no rows were added"
+        return np.asarray(self.total / self.count)
 
     def mean_sq_centred_norm(self) -> float:
         """E||x - mu||^2 = E||x||^2 - ||mu||^2 (float64 keeps the cancellation harmless)."""
@@ -68,7 +72,9 @@ def _available_bytes(device: torch.device) -> int:
 class TrainingData:
     """Shuffled, normalised batches of one store; `stats()` gives the normalisation moments."""
 
-    def __init__(self, path: str | os.PathLike[str], batch_size: int, device: torch.device, placement: str, seed: int) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], batch_size: int, device: torch.device, placement: str, seed: int
+    ) -> None:
         if placement not in PLACEMENTS:
             raise MsaeError(f"--data-placement {placement!r}: choose from {', '.join(PLACEMENTS)}")
         self.path = Path(path)
@@ -125,8 +131,9 @@ class TrainingData:
     def _streamed(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         groups = rng.permutation(store.count_row_groups(self.path))
         carry: torch.Tensor | None = None
-        for part in store.iter_row_groups(self.path, groups):
+        for part in store.iter_row_groups(self.path, groups.tolist()):
             rows = torch.from_numpy(part.embeddings[rng.permutation(len(part))]).to(self.device)
+            assert self._mean is not None  # normalise_with() ran (checked by batches())
             rows = (rows - self._mean) * self._scale
             carry = rows if carry is None else torch.cat([carry, rows])
             full = len(carry) - len(carry) % self.batch_size

@@ -1,19 +1,20 @@
-"""Training losses of the paper (msae-reference §2, §1.3), in the processed input space.
+"""Training losses of the paper, in the processed input space.
 
 Reconstruction is the reference's per-sample NMSE by default: ||x_hat - x||^2 / ||x||^2 for each
 sample (x is mean-centred, so the denominator is its squared norm), averaged over the batch; `mse`
-is the plain mean over B*d elements. Matryoshka's loss is the alpha-weighted mean of the
-reconstruction loss of each nested level, with no sparsity term.
+is the plain mean over B*d elements. Nested levels (Matryoshka) combine by a weighted mean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import torch
 
-RECONSTRUCTION_LOSSES = ("nmse", "mse")
-WEIGHTINGS = ("rw", "uw")
+from msae.sae.architecture import Reconstruction
+
+RECONSTRUCTION_LOSSES = get_args(Reconstruction)
 
 
 def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -36,17 +37,7 @@ def normalized_l1(z: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
     return (z.float().abs().sum(-1) / x_sq.clamp_min(torch.finfo(torch.float32).tiny).sqrt()).mean()
 
 
-def matryoshka_weights(levels: int, weighting: str) -> list[float]:
-    """alpha per level in ascending-k order: rw = [h, ..., 1] (the sparsest level weighs most, as
-    the reference code does despite its comment), uw = all ones. Not normalised."""
-    if weighting == "rw":
-        return [float(levels - i) for i in range(levels)]
-    if weighting == "uw":
-        return [1.0] * levels
-    raise ValueError(f"unknown weighting {weighting!r}; choose from {WEIGHTINGS}")
-
-
 def weighted_mean(losses: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
     """sum_i alpha_i * loss_i / sum_i alpha_i."""
-    total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
+    total = torch.stack([w * loss for w, loss in zip(weights, losses, strict=True)]).sum()
     return total / float(sum(weights))

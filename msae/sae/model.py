@@ -1,9 +1,10 @@
-"""One SparseAutoencoder for every variant of the paper; the variant only picks the activation.
+"""One SparseAutoencoder for every variant of the paper; the variant (msae.sae.variants) supplies
+the activations and loss terms.
 
-Layout follows the reference code (msae-reference §1.1): W_enc [d, n] (a latent is a column),
-W_dec [n, d] (a latent is a row), b_pre [d], b_enc [n]. Preprocessing lives inside the module, so a
-loaded SAE maps RAW embeddings: x~ = (x - mean) * scale, a = (x~ - b_pre) W_enc + b_enc,
-x~_hat = z W_dec + b_pre, x_hat = x~_hat / scale + mean.
+Layout follows the official code: W_enc [d, n] (a latent is a column), W_dec [n, d] (a latent is a
+row), b_pre [d], b_enc [n]. Preprocessing lives inside the module, so a loaded SAE maps RAW
+embeddings: x~ = (x - mean) * scale, a = (x~ - b_pre) W_enc + b_enc, x~_hat = z W_dec + b_pre,
+x_hat = x~_hat / scale + mean.
 
 Training works in the processed space through `objective`, which returns the loss of the variant
 plus the tensors the loop needs for its on-device metrics.
@@ -12,17 +13,20 @@ plus the tensors the loop needs for its on-device metrics.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from msae.errors import MsaeError
 from msae.sae import activations as act
 from msae.sae import losses
-from msae.sae.config import SAEConfig
+from msae.sae.architecture import SAEConfig
+from msae.sae.provenance import RunRecord
 
 INIT_DECODER_NORM = 0.1
-THRESHOLD_DECAY = 0.99  # EMA of BatchTopK's per-batch minimum kept activation
 
 
 @dataclass
@@ -37,9 +41,18 @@ class Objective:
 class SparseAutoencoder(nn.Module):
     """ReLU / TopK / BatchTopK / Matryoshka / JumpReLU SAE with input normalisation inside."""
 
+    # Buffers (registered in __init__ or by the variant) are tensors; declared for type checkers.
+    mean: torch.Tensor
+    scale: torch.Tensor
+    threshold: torch.Tensor
+    threshold_ema: torch.Tensor
+    threshold_updates: torch.Tensor
+
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
-        self.config = config.validate()
+        self.config = config
+        self.kind = config.kind
+        self.record: RunRecord | None = None  # set by msae.sae.load: where the model came from
         d, n = config.d, config.n_latents
         self.W_enc = nn.Parameter(torch.empty(d, n))
         self.b_enc = nn.Parameter(torch.zeros(n))
@@ -47,17 +60,12 @@ class SparseAutoencoder(nn.Module):
         self.b_pre = nn.Parameter(torch.zeros(d))
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("scale", torch.ones(()))
-        if config.variant == "batchtopk":
-            self.register_buffer("threshold", torch.zeros(()))
-            self.register_buffer("threshold_ema", torch.zeros(()))
-            self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
-        if config.variant == "jumprelu":
-            self.threshold = nn.Parameter(torch.full((n,), float(config.threshold_init)))
+        self.kind.add_state(self)
         self.reset_parameters()
 
     # ----------------------------------------------------------------- initialisation
     def reset_parameters(self) -> None:
-        """Reference init (§1.4): kaiming-uniform decoder rows rescaled to norm 0.1, encoder =
+        """The official init: kaiming-uniform decoder rows rescaled to norm 0.1, encoder =
         decoder transposed (untied copy), zero biases. Draws from the global CPU torch RNG so a
         seed fixes it on every device."""
         with torch.no_grad():
@@ -92,14 +100,7 @@ class SparseAutoencoder(nn.Module):
 
     def activate(self, a: torch.Tensor) -> torch.Tensor:
         """The variant's batch-independent inference activation (the sparse path)."""
-        cfg = self.config
-        if cfg.variant == "relu":
-            return a.clamp_min(0)
-        if cfg.variant == "topk":
-            return act.nested_topk(a, [cfg.k], over_batch=False)[0]
-        if cfg.variant == "matryoshka":
-            return act.nested_topk(a, [cfg.nesting[0]], over_batch=False)[0]
-        return act.threshold_relu(a, self.threshold.clamp_min(0))  # batchtopk, jumprelu
+        return self.kind.infer(self, a)
 
     def encode(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Latents of RAW x. k=None: the variant's own inference activation (Matryoshka: top-k at
@@ -127,11 +128,19 @@ class SparseAutoencoder(nn.Module):
 
     def sparse_levels(self) -> list[int | None]:
         """The k of each sparse path: Matryoshka's nesting, TopK's [k], otherwise [None]."""
-        if self.config.variant == "matryoshka":
-            return list(self.config.nesting)
-        if self.config.variant == "topk":
-            return [self.config.k]
-        return [None]
+        return self.kind.sparse_levels(self.config.arch)
+
+    def require_compatible(self, meta: Mapping[str, Any], where: str, modality: str | None = None) -> None:
+        """Refuse a store this SAE cannot read, naming it: another width, another backbone than the
+        training data (when the run records it), or another modality than the caller needs."""
+        if int(meta.get("dim", -1)) != self.config.d:
+            raise MsaeError(f"{where}: embeddings have dim {meta.get('dim')} but the SAE expects d={self.config.d}")
+        if modality is not None and meta.get("modality") != modality:
+            raise MsaeError(
+                f"{where}: expected {modality} embeddings here, but the store holds modality {meta.get('modality')!r}"
+            )
+        if self.record is not None:
+            self.record.require_same_backbone(meta, where)
 
     def atoms_raw_direction(self) -> torch.Tensor:
         """W_dec / scale: the raw-space direction each latent adds (before the mean)."""
@@ -139,51 +148,22 @@ class SparseAutoencoder(nn.Module):
 
     # ----------------------------------------------------------------- training
     def objective(self, x_tilde: torch.Tensor, dead: torch.Tensor | None = None) -> Objective:
-        """Training loss of the variant on a PROCESSED batch. `dead` [n] bool marks latents for
-        the optional AuxK term (ignored when auxk_alpha == 0)."""
+        """Training loss of the variant on a PROCESSED batch: the weighted mean of each nested
+        level's reconstruction loss (one level for most variants), plus the variant's penalty and
+        the optional AuxK term on the latents marked `dead` [n] (ignored when auxk_alpha == 0)."""
         cfg = self.config
         x_sq = x_tilde.float().square().sum(-1)
         a = self.pre_activation_processed(x_tilde)
-        if cfg.variant == "matryoshka":
-            levels = act.nested_topk(a, cfg.nesting, over_batch=cfg.inner == "batchtopk")
-            recons = [self.decode_processed(z) for z in levels]
-            weights = losses.matryoshka_weights(len(levels), cfg.weighting)
-            rec = [losses.reconstruction_loss(r, x_tilde, cfg.loss, x_sq) for r in recons]
-            loss = losses.weighted_mean(rec, weights)
-            x_hat, z_tracked, x_hat_widest = recons[0], levels[-1], recons[-1]
-        else:
-            z = self._train_activation(a)
-            x_hat = self.decode_processed(z)
-            loss = losses.reconstruction_loss(x_hat, x_tilde, cfg.loss, x_sq)
-            if cfg.variant == "relu" and cfg.l1:
-                loss = loss + cfg.l1 * losses.normalized_l1(z, x_sq)
-            if cfg.variant == "jumprelu" and cfg.l0_coef:
-                loss = loss + cfg.l0_coef * act.step_count(a, self.threshold, cfg.bandwidth).mean()
-            z_tracked = z
-            x_hat_widest = x_hat
+        levels = self.kind.train_levels(self, a)
+        recons = [self.decode_processed(z) for z in levels]
+        rec = [losses.reconstruction_loss(r, x_tilde, cfg.loss, x_sq) for r in recons]
+        loss = losses.weighted_mean(rec, self.kind.level_weights(cfg.arch, len(levels)))
+        penalty = self.kind.penalty(self, a, levels, x_sq)
+        if penalty is not None:
+            loss = loss + penalty
         if cfg.auxk_alpha > 0 and dead is not None:
-            loss = loss + cfg.auxk_alpha * self._auxk_loss(a, dead, x_tilde, x_hat_widest, x_sq)
-        return Objective(loss=loss, x_hat=x_hat, z_tracked=z_tracked)
-
-    def _train_activation(self, a: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        if cfg.variant == "topk":
-            return act.nested_topk(a, [cfg.k], over_batch=False)[0]
-        if cfg.variant == "batchtopk":
-            z = act.nested_topk(a, [cfg.k], over_batch=True)[0]
-            self._update_threshold(act.kept_minimum(z))
-            return z
-        if cfg.variant == "jumprelu":
-            return act.jumprelu(a, self.threshold, cfg.bandwidth)
-        return a.clamp_min(0)
-
-    @torch.no_grad()
-    def _update_threshold(self, batch_min: torch.Tensor) -> None:
-        """Bias-corrected EMA of the per-batch minimum kept activation, all on device (no sync)."""
-        self.threshold_ema.mul_(THRESHOLD_DECAY).add_((1 - THRESHOLD_DECAY) * batch_min)
-        self.threshold_updates.add_(1)
-        correction = 1 - torch.pow(THRESHOLD_DECAY, self.threshold_updates)
-        self.threshold.copy_(self.threshold_ema / correction)
+            loss = loss + cfg.auxk_alpha * self._auxk_loss(a, dead, x_tilde, recons[-1], x_sq)
+        return Objective(loss=loss, x_hat=recons[0], z_tracked=levels[-1])
 
     def _auxk_loss(
         self, a: torch.Tensor, dead: torch.Tensor, x_tilde: torch.Tensor, x_hat: torch.Tensor, x_sq: torch.Tensor
@@ -191,20 +171,21 @@ class SparseAutoencoder(nn.Module):
         """AuxK (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual the live
         ones left, which gives dead latents a gradient. Zero when nothing is dead."""
         a_dead = a.masked_fill(~dead, torch.finfo(a.dtype).min)  # finite: masked entries times 0 stay 0
+        assert self.config.auxk_k is not None  # set whenever auxk_alpha > 0
         z_aux = act.nested_topk(a_dead, [self.config.auxk_k], over_batch=False)[0]
         residual = (x_tilde - x_hat).detach()
         return losses.reconstruction_loss(z_aux @ self.W_dec, residual, self.config.loss, x_sq)
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
-        """Decoder rows to unit norm, compensating W_enc columns, b_enc and the JumpReLU threshold
-        so ReLU-type outputs are unchanged (reference §1.5). Idempotent on unit rows."""
+        """Decoder rows to unit norm, compensating W_enc columns, b_enc and the variant's state
+        (JumpReLU's threshold) so ReLU-type outputs are unchanged, as the official code does after
+        each backward. Idempotent on unit rows."""
         norms = self.W_dec.norm(dim=1).clamp_min(torch.finfo(torch.float32).eps)
         self.W_dec.div_(norms[:, None])
         self.W_enc.mul_(norms[None, :])
         self.b_enc.mul_(norms)
-        if self.config.variant == "jumprelu":
-            self.threshold.mul_(norms).clamp_min_(0)
+        self.kind.rescale(self, norms)
 
     @torch.no_grad()
     def project_decoder_grad_(self) -> None:
@@ -217,7 +198,7 @@ class SparseAutoencoder(nn.Module):
 def scale_factor(mean_sq_norm: float, d: int, mode: str) -> float:
     """Input scale s from the mean squared norm of centred data. rms (default, sound): s =
     sqrt(d) / sqrt(E||x-mu||^2), so E||x~||^2 = d. paper: the official code's s = sqrt(d) /
-    E||x-mu||^2 (it divides by the squared norm; msae-reference §1.6, trap 6)."""
+    E||x-mu||^2 (it divides by the squared norm; docs/paper.md)."""
     if mean_sq_norm <= 0 or not math.isfinite(mean_sq_norm):
         raise ValueError(f"the centred training data has mean squared norm {mean_sq_norm}; cannot scale it")
     if mode == "rms":

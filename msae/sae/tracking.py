@@ -2,7 +2,7 @@
 
 Per step the loop adds a few reductions to device tensors (no `.item()`, no host sync); a log
 row (loss, fvu, l0, dead_fraction) is materialised every `log_every` steps. Dead latents follow
-the reference (§2): activation frequency below 10^-5.5 within a window of `window` steps.
+the official code: activation frequency below 10^-5.5 within a window of `window` steps.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class MetricsTracker:
 
     def _dead(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(count, fraction) from the last complete window, else from the partial one so far."""
-        if self.last_dead_count is not None:
+        if self.last_dead_count is not None and self.last_dead_fraction is not None:
             return self.last_dead_count, self.last_dead_fraction
         dead = self.window_counts < DEAD_FREQUENCY * max(self.window_samples, 1)
         return dead.sum(), dead.double().mean()
@@ -77,12 +77,14 @@ class MetricsTracker:
     def log_row(self, step: int, epoch: int, lr: float) -> dict[str, float]:
         """Materialise the interval's means (one host sync) and start a new interval."""
         steps, samples = max(self.interval_steps, 1), max(self.interval_samples, 1)
-        values = torch.stack([
-            self.loss_sum / steps,
-            self.err_sum / self.energy_sum.clamp_min(torch.finfo(torch.float64).tiny),
-            self.active_sum / samples,
-            self._dead()[1],
-        ]).tolist()
+        values = torch.stack(
+            [
+                self.loss_sum / steps,
+                self.err_sum / self.energy_sum.clamp_min(torch.finfo(torch.float64).tiny),
+                self.active_sum / samples,
+                self._dead()[1],
+            ]
+        ).tolist()
         for t in (self.loss_sum, self.err_sum, self.energy_sum, self.active_sum):
             t.zero_()
         self.interval_steps = self.interval_samples = 0
@@ -90,8 +92,13 @@ class MetricsTracker:
         return {"step": step, "epoch": epoch, "loss": loss, "fvu": fvu, "l0": l0, "dead_fraction": dead, "lr": lr}
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name) for name in ("loss_sum", "err_sum", "energy_sum", "active_sum", "window_counts")}
-        state |= {name: getattr(self, name) for name in ("interval_steps", "interval_samples", "window_steps", "window_samples")}
+        state = {
+            name: getattr(self, name) for name in ("loss_sum", "err_sum", "energy_sum", "active_sum", "window_counts")
+        }
+        state |= {
+            name: getattr(self, name)
+            for name in ("interval_steps", "interval_samples", "window_steps", "window_samples")
+        }
         for name in ("last_dead_fraction", "last_dead_count", "last_fired"):
             value = getattr(self, name)
             if value is not None:

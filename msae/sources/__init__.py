@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
+from msae.config.embed import ImageSource, TextSource
 from msae.errors import MsaeError
 from msae.sources import celeba, folder, manifest, text, webdataset, world
 from msae.sources.base import Catalogue, ImageRef, decode_image
 
-IMAGE_SOURCES = ("world", "folder", "manifest", "webdataset", "celeba")
-TEXT_SOURCES = ("terms", "classes")
+IMAGE_SOURCES: tuple[str, ...] = get_args(ImageSource)
+TEXT_SOURCES: tuple[str, ...] = get_args(TextSource)
 SOURCES = IMAGE_SOURCES + TEXT_SOURCES
 
 __all__ = ["Catalogue", "ImageRef", "decode_image", "open_source", "SOURCES", "IMAGE_SOURCES", "TEXT_SOURCES"]

@@ -50,7 +50,7 @@ class Catalogue:
     def __post_init__(self) -> None:
         self.columns = self.columns.reset_index(drop=True)
         payload = self.images if self.images is not None else self.prompts
-        if (self.images is None) == (self.prompts is None):
+        if payload is None or (self.images is None) == (self.prompts is None):
             raise ValueError("a catalogue holds either images or prompts")
         if len(payload) != len(self.ids) or (len(self.columns.columns) and len(self.columns) != len(self.ids)):
             raise ValueError("catalogue ids, payload and columns differ in length")
@@ -104,18 +104,18 @@ def display_paths(files: list[Path]) -> list[str]:
 
 
 def require_dir(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise MsaeError(f"{path}: {what} not found")
-    if not path.is_dir():
-        raise MsaeError(f"{path}: {what} must be a folder")
-    return path
+    return _require(path, what, "folder")
 
 
 def require_file(path: Path, what: str) -> Path:
+    return _require(path, what, "file")
+
+
+def _require(path: Path, what: str, kind: str) -> Path:
     if not path.exists():
         raise MsaeError(f"{path}: {what} not found")
-    if not path.is_file():
-        raise MsaeError(f"{path}: {what} must be a file")
+    if not (path.is_dir() if kind == "folder" else path.is_file()):
+        raise MsaeError(f"{path}: {what} must be a {kind}")
     return path
 
 
@@ -136,9 +136,9 @@ def catalogue_from_frame(name: str, frame: pd.DataFrame, files: list[Path]) -> C
         columns["label"] = _as_text(frame["label"])
     for text_col in ("caption", "text"):
         if text_col in frame:
-            columns["text"] = _as_text(frame[text_col])
+            columns["text"] = list(_as_text(frame[text_col]))
             break
-    columns["path"] = display_paths(files)
+    columns["path"] = list[str | None](display_paths(files))
     for col in frame.columns:
         if str(col).startswith("attr_"):
             columns[str(col)] = _as_text(frame[col])

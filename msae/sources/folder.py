@@ -14,7 +14,7 @@ from msae.sources.base import Catalogue, catalogue_from_frame, is_image_name, re
 
 def _images_under(folder: Path) -> list[Path]:
     """Image files below `folder` in sorted path order, listed without a stat per file."""
-    found = []
+    found: list[Path] = []
     for parent, subdirs, names in os.walk(folder):
         subdirs[:] = [d for d in subdirs if not d.startswith(".")]
         found.extend(Path(parent, n) for n in names if is_image_name(n))

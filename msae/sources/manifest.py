@@ -20,7 +20,9 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, na_values=[""])
+            return pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, na_values=[""]
+            )
     except (OSError, ValueError) as exc:
         raise MsaeError(f"{path}: cannot read the manifest ({exc})") from exc
     raise MsaeError(f"{path}: manifest must be .csv, .tsv or .parquet")
@@ -33,7 +35,7 @@ def load(path: Path, split: str | None) -> Catalogue:
         raise MsaeError(f"{path}: manifest needs a 'path' column (has: {', '.join(map(str, frame.columns))})")
     missing = frame["path"].isna()
     if missing.any():
-        rows = ', '.join(str(i + 1) for i in frame.index[missing][:10])
+        rows = ", ".join(str(i + 1) for i in frame.index[missing][:10])
         raise MsaeError(f"{path}: empty 'path' in data row(s) {rows} (1-based)")
     frame = filter_split(str(path), frame, split)
     if "id" not in frame:

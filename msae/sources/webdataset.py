@@ -67,7 +67,8 @@ def _index_shard(shard: Path) -> list[dict]:
                     sample["image"] = ImageRef(os.path.abspath(shard), member.offset_data, member.size)
                     sample["path"] = f"{shown}#{member.name}"
                 elif ext in ("txt", "json", "cls"):
-                    raw = tar.extractfile(member).read()
+                    handle = tar.extractfile(member)
+                    raw = handle.read() if handle is not None else b""
                     where = f"{shard}#{member.name}"
                     if ext == "txt":
                         sample["text"] = raw.decode("utf-8", errors="replace").strip()

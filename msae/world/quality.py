@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msae.config.world import ClipEvalConfig
 from msae.errors import MsaeError
 from msae.world.attributes import ATTRIBUTES, zero_shot_prompts
 
@@ -66,20 +67,24 @@ def zero_shot_accuracy(image_emb: np.ndarray, prompt_emb: np.ndarray, truth: np.
     return float(((image_emb @ prompt_emb.T).argmax(axis=1) == truth).mean())
 
 
-def evaluate_world_clip(
-    weights: str | Path = "builtin", n: int = 1000, seed: int = 12345, device: str = "auto", batch_size: int = 250
-) -> dict[str, object]:
-    """Quality numbers of a world CLIP on `n` fresh images rendered with `seed`."""
+def evaluate_world_clip(config: ClipEvalConfig) -> dict[str, object]:
+    """`msae world eval-clip`: quality numbers of a world CLIP on `n` fresh images rendered with `seed`."""
     import torch
     from PIL import Image
 
+    from msae.config.world import WorldParams
     from msae.world.render import render_arrays, scene_at
-    from msae.world.scene import WorldParams, describe
+    from msae.world.scene import describe
 
+    weights, n, seed, batch_size = config.weights, config.n, config.seed, config.batch_size
     if n < 10:
         raise MsaeError(f"--n {n}: need at least 10 held-out images")
-    model, preprocess, tokenizer, dev = load_world_clip(weights, device)
-    params = WorldParams(image_size=int(model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]))
+    model, preprocess, tokenizer, dev = load_world_clip(weights, config.device)
+    params = WorldParams(
+        image_size=int(
+            model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
+        )
+    )
     images = render_arrays(seed, EVAL_SPLIT, n, params, workers=1, progress=False)
     scenes = [scene_at(seed, EVAL_SPLIT, i, params) for i in range(n)]
 
@@ -105,18 +110,22 @@ def evaluate_world_clip(
     }
     for attribute, values in ATTRIBUTES.items():
         truth = np.array([values.index(truth_of[attribute](s)) for s in scenes])
-        result[f"zero_shot_{attribute}"] = zero_shot_accuracy(image_emb, encode_texts(zero_shot_prompts(attribute)), truth)
+        result[f"zero_shot_{attribute}"] = zero_shot_accuracy(
+            image_emb, encode_texts(zero_shot_prompts(attribute)), truth
+        )
 
     captions = [describe(s) for s in scenes]
     distinct = sorted(set(captions))
     column = {c: i for i, c in enumerate(distinct)}
-    caption_emb = np.concatenate([encode_texts(distinct[i : i + batch_size]) for i in range(0, len(distinct), batch_size)])
+    caption_emb = np.concatenate(
+        [encode_texts(distinct[i : i + batch_size]) for i in range(0, len(distinct), batch_size)]
+    )
     truth = np.array([column[c] for c in captions])
     scores = image_emb @ caption_emb.T
     result["recall1"] = recall_at_k(scores, truth, 1)
     result["recall5"] = recall_at_k(scores, truth, 5)
     result["n_distinct_captions"] = len(distinct)
     result["matched_cosine_mean"] = float(scores[np.arange(n), truth].mean())
-    result["passes_bar"] = all(float(result[key]) >= bar for key, bar in QUALITY_BAR.items())
+    result["passes_bar"] = all(float(result[key]) >= bar for key, bar in QUALITY_BAR.items())  # type: ignore[arg-type]
     result["bar"] = dict(QUALITY_BAR)
     return result

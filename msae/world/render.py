@@ -10,19 +10,18 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from msae.config.world import RenderConfig, WorldParams
 from msae.errors import MsaeError
 from msae.world.attributes import ATTRIBUTES
 from msae.world.scene import (
     SPLIT_CODES,
     Scene,
-    WorldParams,
     draw_scene,
     image_rng,
     sample_scene,
@@ -36,20 +35,6 @@ MANIFEST = "manifest.parquet"
 WORLD_JSON = "world.json"
 CHUNK = 256
 PNG_COMPRESS_LEVEL = 1
-
-
-def validate_params(params: WorldParams) -> None:
-    """Refuse parameters that cannot describe a world, naming the option."""
-    if params.image_size < 16:
-        raise MsaeError(f"--image-size {params.image_size}: must be at least 16 pixels")
-    if not 0.0 <= params.second_object_rate <= 1.0:
-        raise MsaeError(f"--second-object-rate {params.second_object_rate}: must be in [0, 1]")
-    if params.bias_shape not in ATTRIBUTES["shape"]:
-        raise MsaeError(f"--bias-shape {params.bias_shape!r}: unknown shape; choose from {', '.join(ATTRIBUTES['shape'])}")
-    if params.bias_color not in ATTRIBUTES["color"]:
-        raise MsaeError(f"--bias-color {params.bias_color!r}: unknown colour; choose from {', '.join(ATTRIBUTES['color'])}")
-    if not 0.0 <= params.bias_rate <= 1.0:
-        raise MsaeError(f"--bias-rate {params.bias_rate}: must be in [0, 1]")
 
 
 def scene_at(seed: int, split: str, index: int, params: WorldParams) -> Scene:
@@ -86,9 +71,9 @@ def _chunk_arrays(job: tuple[int, str, int, int, WorldParams]) -> np.ndarray:
     return out
 
 
-def resolve_workers(workers: str | int) -> int:
-    """'auto' means one process per CPU this process may use."""
-    if workers == "auto":
+def resolve_workers(workers: str | int | None) -> int:
+    """None (or 'auto') means one process per CPU this process may use."""
+    if workers is None or workers == "auto":
         try:
             return max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # macOS, Windows
@@ -126,46 +111,39 @@ def _pool_map(function: Callable, jobs: list, workers: int, progress_total: int,
 
 
 def render_arrays(
-    seed: int, split: str, count: int, params: WorldParams, workers: str | int = "auto", progress: bool = True
+    seed: int, split: str, count: int, params: WorldParams, workers: int | None = None, progress: bool = True
 ) -> np.ndarray:
     """Images [count, H, W, 3] uint8 of one split in memory (same pixels as the PNGs)."""
-    validate_params(params)
     jobs = [(seed, s, a, b, params) for s, a, b in _chunks(split, count)]
     parts = _pool_map(_chunk_arrays, jobs, resolve_workers(workers), count, f"render {split}", progress)
     side = params.image_size
     return np.concatenate(parts) if parts else np.empty((0, side, side, 3), dtype=np.uint8)
 
 
-def render_world(
-    out: str | os.PathLike[str],
-    n_train: int,
-    n_val: int,
-    n_test: int,
-    n_bias: int,
-    seed: int,
-    params: WorldParams = WorldParams(),
-    workers: str | int = "auto",
-    progress: bool = True,
-) -> Path:
-    """Render every split to `out` and return the manifest path."""
+def render_world(config: RenderConfig, progress: bool = True) -> Path:
+    """`msae world render`: render every split to `config.out`; return the manifest path."""
     import pandas as pd
 
     from msae.io import atomic_path, write_json_atomic
 
-    counts = {"train": n_train, "val": n_val, "test": n_test, "bias_train": n_bias, "bias_control": n_bias}
-    flags = {"train": "--n-train", "val": "--n-val", "test": "--n-test", "bias_train": "--n-bias", "bias_control": "--n-bias"}
-    for split, count in counts.items():
-        if count < 0:
-            raise MsaeError(f"{flags[split]} {count}: must be >= 0")
-    validate_params(params)
-    root = Path(out)
+    counts = {
+        "train": config.n_train,
+        "val": config.n_val,
+        "test": config.n_test,
+        "bias_train": config.n_bias,
+        "bias_control": config.n_bias,
+    }
+    root = config.out
     for done_file in (MANIFEST, WORLD_JSON):  # a stale manifest must not describe new images
         (root / done_file).unlink(missing_ok=True)
     for split in counts:
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
 
-    jobs = [(root, seed, s, a, b, params) for split, n in counts.items() for s, a, b in _chunks(split, n)]
-    parts = _pool_map(_render_chunk, jobs, resolve_workers(workers), sum(counts.values()), "render world", progress)
+    params = WorldParams(**config.world_params())
+    jobs = [(root, config.seed, s, a, b, params) for split, n in counts.items() for s, a, b in _chunks(split, n)]
+    parts = _pool_map(
+        _render_chunk, jobs, resolve_workers(config.workers), sum(counts.values()), "render world", progress
+    )
     frame = pd.DataFrame([row for part in parts for row in part])
     if frame.empty:
         raise MsaeError("nothing to render: every split count is 0")
@@ -173,17 +151,17 @@ def render_world(
     manifest = root / MANIFEST
     with atomic_path(manifest) as tmp:
         frame.to_parquet(tmp, index=False)
-    write_json_atomic(root / WORLD_JSON, world_summary(frame, seed, counts, params))
+    write_json_atomic(root / WORLD_JSON, world_summary(frame, config.seed, counts, params))
     return manifest
 
 
-def world_summary(frame: "pd.DataFrame", seed: int, counts: dict[str, int], params: WorldParams) -> dict[str, object]:
+def world_summary(frame: pd.DataFrame, seed: int, counts: dict[str, int], params: WorldParams) -> dict[str, object]:
     """world.json: the render parameters plus the bias rates actually realised in the bias splits."""
     summary: dict[str, object] = {
         "seed": seed,
         "counts": counts,
         "attributes": {name: list(values) for name, values in ATTRIBUTES.items()},
-        **asdict(params),
+        **params.world_params(),
         "bias_other_shape_rate": params.other_shape_bias_rate(),
     }
     for split in ("bias_train", "bias_control"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from msae.config.world import WorldParams
 from msae.world.attributes import ATTRIBUTES, COLOR_RGB, SIZE_FRACTION
 from msae.world.shapes import background_tile, place, texture_period
 
@@ -57,21 +58,6 @@ class Scene:
     template: int
 
 
-@dataclass(frozen=True)
-class WorldParams:
-    """The knobs of a rendered world that change what is drawn."""
-
-    image_size: int = 64
-    second_object_rate: float = 0.0
-    bias_shape: str = "star"
-    bias_color: str = "red"
-    bias_rate: float = 0.9
-
-    def other_shape_bias_rate(self) -> float:
-        """P(bias colour | another shape): the leftover mass of the bias shape, spread evenly."""
-        return (1.0 - self.bias_rate) / (len(ATTRIBUTES["color"]) - 1)
-
-
 def image_rng(seed: int, split_code: int, index: int) -> np.random.Generator:
     """The generator of one image, independent of every other image's."""
     return np.random.default_rng([seed, split_code, index])
@@ -88,9 +74,7 @@ def _biased_color(rng: np.random.Generator, shape: str, params: WorldParams) -> 
     return params.bias_color if rng.random() < p_bias else _pick(rng, others)
 
 
-def _sample_object(
-    rng: np.random.Generator, params: WorldParams, biased: bool, taken_cell: int | None
-) -> WorldObject:
+def _sample_object(rng: np.random.Generator, params: WorldParams, biased: bool, taken_cell: int | None) -> WorldObject:
     shape = _pick(rng, ATTRIBUTES["shape"])
     color = _biased_color(rng, shape, params) if biased else _pick(rng, ATTRIBUTES["color"])
     size = _pick(rng, ATTRIBUTES["size"])

@@ -8,7 +8,7 @@ the size words mean the same for a square and for a crescent. Coordinates are im
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -48,10 +48,7 @@ def _crescent(n: int = 32) -> list[tuple[float, float]]:
     y_cut = math.sqrt(1 - x_cut**2)
     outer_from = math.atan2(y_cut, x_cut)
     inner_from = math.atan2(y_cut, x_cut - offset)
-    outer = [
-        (math.cos(a), math.sin(a))
-        for a in np.linspace(outer_from, 2 * math.pi - outer_from, n)
-    ]
+    outer = [(math.cos(a), math.sin(a)) for a in np.linspace(outer_from, 2 * math.pi - outer_from, n)]
     back = [
         (offset + inner * math.cos(a), inner * math.sin(a))
         for a in np.linspace(2 * math.pi - inner_from, inner_from, n)
@@ -67,8 +64,18 @@ def _raw_polygons() -> dict[str, list[tuple[float, float]]]:
         "triangle": [(0, -1), (1, 0.75), (-1, 0.75)],
         "star": _regular_star(5, 0.45),
         "cross": [
-            (-arm, -1), (arm, -1), (arm, -arm), (1, -arm), (1, arm), (arm, arm),
-            (arm, 1), (-arm, 1), (-arm, arm), (-1, arm), (-1, -arm), (-arm, -arm),
+            (-arm, -1),
+            (arm, -1),
+            (arm, -arm),
+            (1, -arm),
+            (1, arm),
+            (arm, arm),
+            (arm, 1),
+            (-arm, 1),
+            (-arm, arm),
+            (-1, arm),
+            (-1, -arm),
+            (-arm, -arm),
         ],
         "heart": _heart(),
         "crescent": _crescent(),
@@ -93,7 +100,7 @@ def place(shape: str, cx: float, cy: float, extent: float) -> list[tuple[float, 
     return [(cx + x * extent, cy + y * extent) for x, y in SHAPE_POLYGONS[shape]]
 
 
-@lru_cache(maxsize=None)
+@cache
 def interior_anchor(shape: str) -> tuple[float, float]:
     """The point of the shape farthest from its outline (unit coordinates).
 

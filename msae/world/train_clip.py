@@ -20,61 +20,23 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from msae.config.world import ClipTrainingConfig, ClipTrainingOptions
 from msae.errors import MsaeError
 from msae.world.attributes import ATTRIBUTES
-from msae.world.scene import EXTRA_STREAM_BASE, Scene, WorldParams, describe, describe_partial, draw_scene
 from msae.world.render import scene_at
+from msae.world.scene import EXTRA_STREAM_BASE, Scene, WorldParams, describe, describe_partial, draw_scene
 
 STREAM_BATCH = EXTRA_STREAM_BASE + 1
 LOG_EVERY = 10
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every parameter that changes the trained weights."""
-
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup: int = 40
-    seed: int = 0
-    n_train: int = 200_000
-    hard_batch_rate: float = 0.5
-    hard_groups: int = 4
-    partial_caption_rate: float = 0.2
-    generic_noun_rate: float = 0.0
-    generic_noun_from: int = 0
-    image_size: int = 64
-
-
-def validate(cfg: TrainConfig) -> None:
-    checks = {
-        "--steps": cfg.steps >= 1,
-        "--batch-size": cfg.batch_size >= 2,
-        "--lr": cfg.lr > 0,
-        "--weight-decay": cfg.weight_decay >= 0,
-        "--warmup": 0 <= cfg.warmup < cfg.steps,
-        "--n-train": cfg.n_train >= cfg.batch_size,
-        "--hard-batch-rate": 0 <= cfg.hard_batch_rate <= 1,
-        "--hard-groups": 1 <= cfg.hard_groups <= cfg.batch_size,
-        "--partial-caption-rate": 0 <= cfg.partial_caption_rate <= 1,
-        "--generic-noun-rate": 0 <= cfg.generic_noun_rate <= 1,
-        "--generic-noun-from": 0 <= cfg.generic_noun_from < cfg.steps,
-    }
-    for flag, ok in checks.items():
-        if not ok:
-            value = getattr(cfg, flag[2:].replace("-", "_"))
-            raise MsaeError(f"{flag} {value}: out of range (see msae world train-clip --help)")
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: ClipTrainingOptions) -> float:
     """Linear warm-up, then cosine decay to zero at the last step."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -85,7 +47,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 class SceneBatches:
     """Scenes of the fixed training set, grouped by (colour, background) for hard batches."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+    def __init__(self, cfg: ClipTrainingOptions, progress: bool = True) -> None:
         from tqdm import tqdm
 
         self.cfg = cfg
@@ -133,25 +95,26 @@ class SceneBatches:
         return images, captions
 
 
-def replays_identically(saved: dict, cfg: TrainConfig, step: int) -> bool:
+def replays_identically(saved: dict, cfg: ClipTrainingOptions, step: int) -> bool:
     """Whether a run with `cfg` would have reached the saved state at `step` exactly.
 
     Options added after a checkpoint was written take their defaults; the generic-noun captions
     may be switched on from any step >= `step`, since until then no batch depends on them.
     """
-    old = TrainConfig(**{**asdict(TrainConfig()), **saved})
+    old = {**ClipTrainingOptions.model_construct().weight_parameters(), **saved}
+    new = cfg.weight_parameters()
     phase = ("generic_noun_rate", "generic_noun_from")
-    same = all(getattr(old, k) == getattr(cfg, k) for k in asdict(cfg) if k not in phase)
+    same = all(old.get(k) == new[k] for k in new if k not in phase)
 
-    def generic_before(c: TrainConfig) -> bool:
-        return c.generic_noun_rate > 0 and c.generic_noun_from < step
+    def generic_before(c: dict) -> bool:
+        return c["generic_noun_rate"] > 0 and c["generic_noun_from"] < step
 
-    if generic_before(old) or generic_before(cfg):
-        return same and all(getattr(old, k) == getattr(cfg, k) for k in phase)
+    if generic_before(old) or generic_before(new):
+        return same and all(old.get(k) == new[k] for k in phase)
     return same
 
 
-def image_normalizer(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def image_normalizer(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of the model's own preprocessing, so training matches open_clip's transform."""
     pp = model.visual.preprocess_cfg
     return torch.tensor(pp["mean"]).view(1, 3, 1, 1), torch.tensor(pp["std"]).view(1, 3, 1, 1)
@@ -166,14 +129,15 @@ def to_model_input(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, de
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     # open_clip's convention: no decay on gains, biases, norms and the logit scale.
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         exclude = param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
         (no_decay if exclude else decay).append(param)
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def _make_optimizer(model: torch.nn.Module, cfg: ClipTrainingOptions, device: torch.device) -> torch.optim.Optimizer:
     groups = _param_groups(model, cfg.weight_decay)
     try:  # the fused kernel is ~3x faster on CPU (the token table is most of the parameters)
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
@@ -196,35 +160,93 @@ def save_fp16(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> N
         save_file(state, str(tmp), metadata=metadata)
 
 
-def train_clip(
-    out: str | Path,
-    cfg: TrainConfig,
-    device: str = "auto",
-    resume: bool = False,
-    checkpoint_every: int = 200,
-    progress: bool = True,
-    stop_after: int | None = None,
-) -> Path | None:
-    """Train the world CLIP and write fp16 safetensors to `out`; return `out`.
+def _save_state(
+    state_path: Path,
+    cfg: ClipTrainingConfig,
+    done: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    log: list[dict],
+    elapsed: float,
+) -> None:
+    """A resumable checkpoint (plain tensors and values: it loads with weights_only=True)."""
+    from msae.io import atomic_path
+
+    with atomic_path(state_path) as tmp:
+        torch.save(
+            {
+                "config": cfg.weight_parameters(),
+                "step": done,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "log": log,
+                "elapsed_s": elapsed,
+            },
+            tmp,
+        )
+
+
+def _restore(
+    state_path: Path,
+    cfg: ClipTrainingConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[int, list[dict], float]:
+    """(step, log, elapsed seconds) of the checkpoint, loaded into model and optimiser; no pickle code
+    runs (weights_only), and a foreign or truncated file is refused by name."""
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+    except Exception as exc:  # pickle refusals, truncation and foreign formats all land here
+        raise MsaeError(f"--resume: {state_path} is not a training checkpoint msae can read safely ({exc})") from exc
+    if not replays_identically(state["config"], cfg, state["step"]):
+        raise MsaeError(f"--resume: {state_path} was trained with {state['config']}, not these parameters")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["log"], state["elapsed_s"]
+
+
+def _log_entry(
+    step: int,
+    cfg: ClipTrainingOptions,
+    loss: torch.Tensor,
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    model: Any,
+    rate: float,
+    elapsed: float,
+) -> dict:
+    with torch.no_grad():
+        acc = (img @ txt.T).argmax(1).eq(torch.arange(len(img), device=img.device)).float().mean().item()
+    return {
+        "step": step + 1,
+        "loss": round(loss.item(), 5),
+        "batch_i2t_acc": round(acc, 4),
+        "lr": lr_at(step, cfg),
+        "logit_scale": round(model.logit_scale.exp().item(), 3),
+        "samples_per_s": round(rate, 1),
+        "elapsed_s": round(elapsed, 1),
+    }
+
+
+def train_clip(cfg: ClipTrainingConfig, progress: bool = True) -> Path | None:
+    """Train the world CLIP and write fp16 safetensors to `cfg.out`; return it.
 
     `stop_after` ends the run early at that step with a resumable checkpoint (returns None), for
-    time-limited sessions; `resume=True` later continues exactly where it stopped.
+    time-limited sessions; `resume` later continues exactly where it stopped.
     """
     import json
 
     import open_clip
     from tqdm import tqdm
 
-    from msae.io import atomic_path
+    from msae.io import write_json_atomic
     from msae.runtime import configure_torch, resolve_device, seed_everything
     from msae.world.clip import WORLD_MODEL, register_world_model
 
-    validate(cfg)
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise MsaeError(f"--out {out}: the weights file must end in .safetensors")
+    out = cfg.out
     configure_torch()
-    dev = resolve_device(device)
+    dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     register_world_model()
     model = open_clip.create_model(WORLD_MODEL, device=dev)
@@ -236,20 +258,19 @@ def train_clip(
 
     ckdir = checkpoint_dir(out)
     state_path = ckdir / "state.pt"
-    start, log, elapsed = 0, [], 0.0
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
-        if not replays_identically(state["config"], cfg, state["step"]):
-            raise MsaeError(f"--resume: {state_path} was trained with {state['config']}, not these parameters")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, log, elapsed = state["step"], state["log"], state["elapsed_s"]
+    start, elapsed = 0, 0.0
+    log: list[dict] = []
+    if cfg.resume and state_path.exists():
+        start, log, elapsed = _restore(state_path, cfg, model, optimizer, dev)
     data = SceneBatches(cfg, progress=progress)
 
     model.train()
     t_start = time.time() - elapsed
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-clip", unit="step", disable=not progress)
+    bar = tqdm(
+        range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-clip", unit="step", disable=not progress
+    )
     window_t, window_n = time.time(), 0
+    weights_json = json.dumps(cfg.weight_parameters())
     for step in bar:
         images, captions = data.batch(step)
         x = to_model_input(images, mean, std, dev)
@@ -270,50 +291,26 @@ def train_clip(
         if done % LOG_EVERY == 0 or done == cfg.steps:
             rate = window_n / max(1e-9, time.time() - window_t)
             window_t, window_n = time.time(), 0
-            with torch.no_grad():
-                acc = (img @ txt.T).argmax(1).eq(torch.arange(len(img), device=dev)).float().mean().item()
-            entry = {
-                "step": done,
-                "loss": round(loss.item(), 5),
-                "batch_i2t_acc": round(acc, 4),
-                "lr": lr_at(step, cfg),
-                "logit_scale": round(model.logit_scale.exp().item(), 3),
-                "samples_per_s": round(rate, 1),
-                "elapsed_s": round(time.time() - t_start, 1),
-            }
+            entry = _log_entry(step, cfg, loss, img, txt, model, rate, time.time() - t_start)
             log.append(entry)
             bar.set_postfix(loss=entry["loss"], acc=entry["batch_i2t_acc"], sps=entry["samples_per_s"])
             if not progress:
                 print(json.dumps(entry), file=sys.stderr, flush=True)
-        stopping = stop_after is not None and done >= stop_after and done < cfg.steps
-        if done % checkpoint_every == 0 or done == cfg.steps or stopping:
-            meta = {"step": str(done), "train_config": json.dumps(asdict(cfg))}
-            save_fp16(model, ckdir / f"step{done:06d}.safetensors", meta)
-            with atomic_path(state_path) as tmp:
-                torch.save(
-                    {
-                        "config": asdict(cfg),
-                        "step": done,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "log": log,
-                        "elapsed_s": time.time() - t_start,
-                    },
-                    tmp,
-                )
+        stopping = cfg.stop_after is not None and cfg.stop_after <= done < cfg.steps
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or stopping:
+            save_fp16(model, ckdir / f"step{done:06d}.safetensors", {"step": str(done), "train_config": weights_json})
+            _save_state(state_path, cfg, done, model, optimizer, log, time.time() - t_start)
         if stopping:
             bar.close()
             return None
     bar.close()
     wall = time.time() - t_start
     metadata = {
-        "train_config": json.dumps(asdict(cfg)),
+        "train_config": weights_json,
         "wall_time_s": f"{wall:.1f}",
         "samples_seen": str(cfg.steps * cfg.batch_size),
         "device": str(dev),
     }
     save_fp16(model, out, metadata)
-    from msae.io import write_json_atomic
-
-    write_json_atomic(ckdir / "train_log.json", {"config": asdict(cfg), "wall_time_s": wall, "log": log})
+    write_json_atomic(ckdir / "train_log.json", {"config": cfg.weight_parameters(), "wall_time_s": wall, "log": log})
     return out

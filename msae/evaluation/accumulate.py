@@ -1,0 +1,136 @@
+"""Per-path accumulators of `msae evaluate`: one block of rows at a time, every metric of one
+encoding path (dense, sparse, a progressive k), and the shared inputs (probe, classes, captions)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from msae.config.evaluate import EvalOptions
+from msae.metrics import alignment, linear_probe, reconstruction, retention, sparsity
+from msae.metrics.aggregate import RunningMoments
+from msae.sae.model import SparseAutoencoder
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, family: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[family] += time.perf_counter() - start
+
+
+@dataclass
+class Block:
+    """One block of evaluation rows and what every path shares about it."""
+
+    x: torch.Tensor  # raw embeddings on the device
+    labels: np.ndarray | None
+    first_row: int
+    graph_x: alignment.KnnGraph | None = None  # k-NN of x, when CKNNA is estimated on this block
+    probe_log_p: torch.Tensor | None = None
+    class_index: torch.Tensor | None = None
+
+
+@dataclass
+class Context:
+    """Inputs shared by all paths: the trained probe, class and caption embeddings."""
+
+    sae: SparseAutoencoder
+    options: EvalOptions
+    timer: Timer
+    probe: linear_probe.TrainedProbe | None = None
+    class_embeddings: torch.Tensor | None = None
+    captions: torch.Tensor | None = None  # in evaluation-row order: caption r pairs with row r
+
+
+class PathMetrics:
+    """Accumulates every per-path metric over the blocks of the evaluation set."""
+
+    def __init__(self, n_latents: int) -> None:
+        self.moments: dict[str, RunningMoments] = defaultdict(RunningMoments)
+        self.dataset_fvu = reconstruction.DatasetFVU()
+        self.activity = sparsity.LatentActivity(n_latents)
+        self.cknna: list[float] = []
+
+    def update(self, ctx: Context, block: Block, z: torch.Tensor) -> None:
+        timer = ctx.timer
+        with timer("decode"):
+            x_hat = ctx.sae.decode(z)
+        x = block.x
+        with timer("reconstruction"):
+            self.moments["fvu"].update(reconstruction.fvu_per_sample(x, x_hat))
+            self.moments["cs"].update(reconstruction.cosine_per_sample(x, x_hat))
+            self.dataset_fvu.update(x, x_hat)
+        with timer("sparsity"):
+            self.moments["l0"].update(sparsity.zero_fraction(z))
+            self.moments["active"].update(sparsity.active_count(z))
+            self.activity.update(z)
+        if block.graph_x is not None:
+            with timer("cknna"):
+                graph_z = alignment.knn_graph(z, ctx.options.cknna_k)
+                self.cknna.append(alignment.cknna_from_graphs(x, z, block.graph_x, graph_z))
+        if ctx.probe is not None and block.probe_log_p is not None:
+            with timer("probe_eval"):
+                recon_features = linear_probe.probe_features(x_hat, ctx.sae.mean, ctx.sae.scale)
+                kl, agree = linear_probe.kl_and_agreement(block.probe_log_p, ctx.probe.log_probs(recon_features))
+                self.moments["lp_kl"].update(kl)
+                self.moments["lp_agree"].update(agree)
+                if block.labels is not None:
+                    self.moments["lp_acc_recon"].update(
+                        linear_probe.label_hits(ctx.probe, recon_features, block.labels)
+                    )
+        if ctx.class_embeddings is not None or ctx.captions is not None:
+            with timer("retention"):
+                update_retention(ctx, block, x_hat, self.moments, "recon")
+
+    def result(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for name in ("l0", "active", "fvu", "cs", "lp_kl", "lp_agree"):
+            if name in self.moments:
+                out[name], out[f"{name}_std"] = self.moments[name].mean, self.moments[name].std
+        for name in ("lp_acc_recon", "zeroshot_acc_recon", "recall1_recon", "recall5_recon"):
+            if name in self.moments:
+                out[name] = self.moments[name].mean
+        out["fvu_dataset"] = self.dataset_fvu.value()
+        valid = [c for c in self.cknna if math.isfinite(c)]
+        if valid:
+            out["cknna"], out["cknna_std"] = float(np.mean(valid)), float(np.std(valid))
+        out["cknna_batches"] = len(valid)
+        out["ndn"] = self.activity.never_active()
+        return finite(out)
+
+
+def finite(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop undefined (NaN/inf) values: metrics.json keeps absent keys rather than nulls."""
+    bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+    for key in bad:
+        print(f"msae evaluate: warning: {key} is undefined on this set and is left out", file=sys.stderr)
+    return {k: v for k, v in values.items() if k not in bad}
+
+
+def update_retention(
+    ctx: Context, block: Block, images: torch.Tensor, moments: dict[str, RunningMoments], suffix: str
+) -> None:
+    """Zero-shot hits and recall@1/@5 of `images` (the block's originals or reconstructions)."""
+    if ctx.class_embeddings is not None:
+        pred = retention.zero_shot_predict(images, ctx.class_embeddings)
+        moments[f"zeroshot_acc_{suffix}"].update(torch.as_tensor(pred == block.class_index).double())
+    if ctx.captions is not None:
+        paired = torch.arange(block.first_row, block.first_row + images.shape[0])
+        for k, hits in retention.recall_hits(retention.retrieval_ranks(images, ctx.captions, paired)).items():
+            moments[f"recall{k}_{suffix}"].update(hits)

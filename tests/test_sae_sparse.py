@@ -1,0 +1,310 @@
+"""The sparse training kernels (msae.sae.sparse) equal the dense computation in loss and gradients.
+
+Two independent oracles, both in float64 on fresh random data: an explicit dense reference written
+here (ranks from a full argsort, a masked [B, n] activation per level, a dense decode per level) and
+msae's own dense `SparseAutoencoder.objective`. Plus a known answer (an identity dictionary
+reconstructs a k-sparse input exactly) and the structural pieces (nested ranking, the transposed
+order, the sparse decode) on their own.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msae.sae import sparse
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
+D, N, B = 12, 48, 24
+# msae's reconstruction loss is computed in float32 (as the dense objective does), so against the
+# float64 reference written here loss and gradients agree to float32 precision; against msae's
+# own dense objective, which rounds the same way, they agree to float64 precision.
+REF = {"rtol": 1e-5, "atol": 1e-7}
+EXACT = {"rtol": 1e-10, "atol": 1e-12}
+PAPER_LIKE = [2, 4, 8, 16, 32, 48]  # doubling from 2, then n: the last level is plain ReLU
+SPARSE_ONLY = [2, 5, 9]
+BACKENDS = list(sparse.BACKENDS)
+ENCODER_BACKWARDS = list(sparse.ENCODER_BACKWARDS)
+
+
+def random_params(seed: int, d: int = D, n: int = N) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    w_enc = (w_dec.T + 0.3 * torch.randn(d, n, generator=g, dtype=torch.float64)).contiguous()
+    b_enc = 0.2 * torch.randn(n, generator=g, dtype=torch.float64)
+    b_pre = 0.2 * torch.randn(d, generator=g, dtype=torch.float64)
+    return [p.requires_grad_() for p in (w_enc, b_enc, w_dec, b_pre)]
+
+
+def random_x(seed: int, batch: int = B, d: int = D) -> torch.Tensor:
+    return torch.randn(batch, d, generator=torch.Generator().manual_seed(1000 + seed), dtype=torch.float64)
+
+
+def reference_objective(x, w_enc, b_enc, w_dec, b_pre, ks, weights, over_batch, loss="nmse"):
+    """Dense float64 reference, independent of msae: rank by a full descending argsort."""
+    a = (x - b_pre) @ w_enc + b_enc
+    view = a.detach().reshape(1, -1) if over_batch else a.detach()
+    rank = torch.empty_like(view, dtype=torch.int64).scatter_(
+        1, view.argsort(dim=1, descending=True), torch.arange(view.shape[1]).expand_as(view)
+    )
+    rank = rank.view_as(a)
+    total, x_sq = 0.0, x.square().sum(-1)
+    recons, levels = [], []
+    for k, w in zip(ks, weights):
+        count = k * len(x) if over_batch else k
+        z = torch.where((rank < count) & (a > 0), a, torch.zeros_like(a))
+        r = z @ w_dec + b_pre
+        err = (r - x).square().sum(-1)
+        total = total + w * ((err / x_sq).mean() if loss == "nmse" else err.mean() / x.shape[1])
+        recons.append(r)
+        levels.append(z)
+    return total / sum(weights), recons[0], levels
+
+
+def grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, params))
+
+
+def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: dict) -> None:
+    for g, w, name in zip(got, want, ("W_enc", "b_enc", "W_dec", "b_pre")):
+        torch.testing.assert_close(g, w, **tol, msg=lambda m, name=name: f"gradient of {name}: {m}")
+
+
+def run_sparse(
+    x,
+    params,
+    ks,
+    weights,
+    over_batch,
+    backend,
+    encoder_backward,
+    loss="nmse",
+    dense_fraction=sparse.DENSE_BAND_FRACTION,
+):
+    return sparse.nested_objective(x, *params, ks, weights, over_batch, loss, backend, encoder_backward, dense_fraction)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("encoder_backward", ENCODER_BACKWARDS)
+@pytest.mark.parametrize("over_batch", [False, True], ids=["topk", "batchtopk"])
+@pytest.mark.parametrize("k", [1, 3, N])
+def test_topk_equals_dense_reference(backend, encoder_backward, over_batch, k):
+    seed = 7 * k + over_batch
+    params, x = random_params(seed), random_x(seed)
+    got = run_sparse(x, params, [k], [1.0], over_batch, backend, encoder_backward)
+    want_loss, want_x_hat, want_levels = reference_objective(x, *params, [k], [1.0], over_batch)
+    torch.testing.assert_close(got.loss.double(), want_loss, **REF)
+    torch.testing.assert_close(got.x_hat, want_x_hat, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got.latent_counts, (want_levels[-1] > 0).sum(0))
+    assert_same(grads(got.loss, params), grads(want_loss, params), REF)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("over_batch", [False, True], ids=["inner-topk", "inner-batchtopk"])
+@pytest.mark.parametrize("weighting", ["rw", "uw"])
+@pytest.mark.parametrize(
+    "nesting,dense_fraction",
+    [
+        (PAPER_LIKE, sparse.DENSE_BAND_FRACTION),  # dense tail and dense middle bands
+        (PAPER_LIKE, 1.0),  # every band below n sparse, only the ReLU rest dense
+        (SPARSE_ONLY, 1.0),  # every band sparse: the sparse encoder backward
+        (SPARSE_ONLY, 0.05),  # every band dense
+    ],
+    ids=["paper-like", "sparse-bands+relu", "all-sparse", "all-dense"],
+)
+def test_matryoshka_equals_dense_reference(backend, over_batch, weighting, nesting, dense_fraction):
+    h = len(nesting)
+    weights = [float(h - i) for i in range(h)] if weighting == "rw" else [1.0] * h
+    seed = 3 * h + 11 * over_batch + (weighting == "rw")
+    params, x = random_params(seed), random_x(seed)
+    for encoder_backward in ENCODER_BACKWARDS:
+        got = run_sparse(
+            x, params, nesting, weights, over_batch, backend, encoder_backward, dense_fraction=dense_fraction
+        )
+        want_loss, want_x_hat, want_levels = reference_objective(x, *params, nesting, weights, over_batch)
+        torch.testing.assert_close(got.loss.double(), want_loss, **REF)
+        torch.testing.assert_close(got.x_hat, want_x_hat, rtol=1e-12, atol=1e-12)
+        assert torch.equal(got.latent_counts, (want_levels[-1] > 0).sum(0))
+        assert_same(grads(got.loss, params), grads(want_loss, params), REF)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nesting", [[6], SPARSE_ONLY, PAPER_LIKE], ids=["topk", "all-sparse", "paper-like"])
+def test_mostly_negative_pre_activations(backend, nesting):
+    """A strongly negative encoder bias leaves rows with fewer positive pre-activations than k:
+    the ranked-but-negative entries must carry neither value nor gradient (the ReLU)."""
+    params, x = random_params(21), random_x(21)
+    with torch.no_grad():
+        params[1] -= 2.5
+    weights = [1.0 + i for i in range(len(nesting))]
+    for over_batch in (False, True):
+        got = run_sparse(x, params, nesting, weights, over_batch, backend, "sparse", dense_fraction=0.3)
+        want_loss, _, want_levels = reference_objective(x, *params, nesting, weights, over_batch)
+        assert (want_levels[0] > 0).sum(1).min() < nesting[0]  # the case is real: some row is short
+        torch.testing.assert_close(got.loss.double(), want_loss, **REF)
+        assert_same(grads(got.loss, params), grads(want_loss, params), REF)
+
+
+def test_mse_loss_equals_reference():
+    params, x = random_params(5), random_x(5)
+    got = run_sparse(x, params, SPARSE_ONLY, [3.0, 2.0, 1.0], False, "hybrid", "sparse", loss="mse")
+    want, _, _ = reference_objective(x, *params, SPARSE_ONLY, [3.0, 2.0, 1.0], False, loss="mse")
+    torch.testing.assert_close(got.loss.double(), want, **REF)
+    assert_same(grads(got.loss, params), grads(want, params), REF)
+
+
+# ---------------------------------------------------------------- against msae's dense model
+def dense_model(variant: str, options: dict, params: list[torch.Tensor]):
+    """msae's dense SparseAutoencoder in float64 holding `params` (the one adapter to its API)."""
+    from msae.sae import SparseAutoencoder, make_config
+
+    model = SparseAutoencoder(make_config(variant, D, N / D, **options)).double()
+    with torch.no_grad():
+        for name, p in zip(("W_enc", "b_enc", "W_dec", "b_pre"), params):
+            getattr(model, name).copy_(p)
+    return model, [model.W_enc, model.b_enc, model.W_dec, model.b_pre]
+
+
+@pytest.mark.parametrize(
+    "variant,options,ks,weights,over_batch",
+    [
+        ("topk", {"k": 3}, [3], [1.0], False),
+        ("batchtopk", {"k": 3}, [3], [1.0], True),
+        (
+            "matryoshka",
+            {"nesting": PAPER_LIKE, "weighting": "rw", "inner": "topk"},
+            PAPER_LIKE,
+            [6.0, 5, 4, 3, 2, 1],
+            False,
+        ),
+        ("matryoshka", {"nesting": PAPER_LIKE, "weighting": "uw", "inner": "batchtopk"}, PAPER_LIKE, [1.0] * 6, True),
+        ("matryoshka", {"nesting": SPARSE_ONLY, "weighting": "rw", "inner": "topk"}, SPARSE_ONLY, [3.0, 2, 1], False),
+    ],
+)
+def test_equals_msae_dense_objective(variant, options, ks, weights, over_batch):
+    params, x = random_params(42), random_x(42)
+    model, model_params = dense_model(variant, options, params)
+    want = model.objective(x)
+    got = run_sparse(x, params, ks, weights, over_batch, None, "sparse")
+    torch.testing.assert_close(got.loss, want.loss, rtol=1e-6, atol=0)  # float32 sums in another order
+    torch.testing.assert_close(got.x_hat, want.x_hat, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got.latent_counts, (want.z_tracked > 0).sum(0))
+    assert_same(grads(got.loss, params), grads(want.loss, model_params), EXACT)
+    if variant == "batchtopk":
+        from msae.sae.activations import kept_minimum
+
+        torch.testing.assert_close(got.kept_min, kept_minimum(want.z_tracked))
+
+
+# ---------------------------------------------------------------- known answers
+def test_identity_dictionary_reconstructs_k_sparse_input_exactly():
+    """W_enc = W_dec = I, zero biases, x with 3 positive entries: top-3 is exact (loss 0), top-2
+    misses exactly the smallest entry, so its NMSE is that entry squared over ||x||^2."""
+    d = n = 6
+    eye = torch.eye(n, dtype=torch.float64)
+    params = [
+        eye.clone().requires_grad_(),
+        torch.zeros(n, dtype=torch.float64, requires_grad=True),
+        eye.clone().requires_grad_(),
+        torch.zeros(d, dtype=torch.float64, requires_grad=True),
+    ]
+    x = torch.tensor([[0.0, 3.0, 0.0, 1.0, 2.0, 0.0], [5.0, 0.0, 4.0, 0.0, 0.0, 0.5]], dtype=torch.float64)
+    exact = sparse.topk_objective(x, *params, 3)
+    assert exact.loss.item() == 0.0
+    assert exact.latent_counts.tolist() == [1, 1, 1, 1, 1, 1]
+    short = sparse.nested_objective(x, *params, [2, 3], [1.0, 0.0])
+    want = ((1.0 / 14.0) + (0.25 / 41.25)) / 2
+    assert short.loss.item() == pytest.approx(want, rel=1e-6)  # the loss is summed in float32
+    assert short.kept_min.item() == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------- the pieces
+@pytest.mark.parametrize("rows", [1, 5])
+def test_nested_rank_prefixes_are_the_top_sets(rows):
+    g = torch.Generator().manual_seed(rows)
+    view = torch.randn(rows, 200, generator=g, dtype=torch.float64)
+    counts = [3, 10, 50, 120]
+    ranked = sparse.nested_rank(view, counts)
+    order = view.argsort(dim=1, descending=True)
+    for c in counts:
+        got = ranked[:, :c].sort(dim=1).values
+        assert torch.equal(got, order[:, :c].sort(dim=1).values), f"prefix {c}"
+
+
+@pytest.mark.parametrize("unique_and_dense", [True, False], ids=["counting-sort", "argsort"])
+def test_column_order_lists_entries_latent_by_latent(unique_and_dense):
+    g = torch.Generator().manual_seed(3)
+    n_rows, n_cols, per_row = 30, 20, 6 if unique_and_dense else 1
+    cols = torch.stack([torch.randperm(n_cols, generator=g)[:per_row] for _ in range(n_rows)]).reshape(-1)
+    rows = torch.arange(n_rows).repeat_interleave(per_row)
+    pointers, perm = sparse.column_order(rows, cols, n_rows, n_cols, unique=unique_and_dense)
+    assert sorted(perm.tolist()) == list(range(len(cols)))
+    keys = (cols * n_rows + rows)[perm]
+    assert torch.all(keys[1:] > keys[:-1])
+    assert torch.equal(pointers[1:] - pointers[:-1], torch.bincount(cols, minlength=n_cols))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_decode_with_repeated_and_unordered_entries(backend):
+    """Entries in arbitrary order, a latent twice in one row: value and gradients equal the dense
+    product Z W with Z built by accumulation."""
+    g = torch.Generator().manual_seed(11)
+    n_rows, n, d, entries = 7, 9, 5, 30
+    rows = torch.randint(0, n_rows, (entries,), generator=g)
+    cols = torch.randint(0, n, (entries,), generator=g)
+    values = torch.randn(entries, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(n_rows, d, generator=g, dtype=torch.float64)
+    out = sparse.sparse_decode(values, weight, sparse.Pattern(rows, cols, n_rows, n, backend))
+    dense = torch.zeros(n_rows, n, dtype=torch.float64).index_put((rows, cols), values, accumulate=True)
+    want = dense @ weight
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    got_grads = torch.autograd.grad(out, (values, weight), upstream)
+    want_grads = torch.autograd.grad(want, (values, weight), upstream)
+    for got_g, want_g in zip(got_grads, want_grads):
+        torch.testing.assert_close(got_g, want_g, rtol=1e-12, atol=1e-12)
+
+
+def test_inference_helpers_match_dense_selection():
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(10, 30, generator=g, dtype=torch.float64)
+    w_dec = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    b_pre = torch.randn(4, generator=g, dtype=torch.float64)
+    idx, values = sparse.topk_latents(a, 5)
+    z = torch.zeros_like(a).scatter_(1, idx, values)
+    top = a.topk(5, dim=1).indices
+    want = torch.zeros_like(a).scatter_(1, top, a.gather(1, top)).clamp_min(0)
+    torch.testing.assert_close(z, want)
+    rows = torch.arange(10).repeat_interleave(5)
+    torch.testing.assert_close(
+        sparse.decode_latents(rows, idx.reshape(-1), values.reshape(-1), w_dec, b_pre, 10), z @ w_dec + b_pre
+    )
+    r, c, v = sparse.batch_topk_latents(a, 5)
+    zb = torch.zeros_like(a).index_put((r, c), v)
+    flat = a.reshape(-1)
+    keep = flat.topk(50).indices
+    want_b = torch.zeros_like(flat).scatter_(0, keep, flat[keep]).clamp_min(0).view_as(a)
+    torch.testing.assert_close(zb, want_b)
+
+
+def test_cpu_autocast_computes_in_the_weights_dtype():
+    params = [p.detach().float().requires_grad_() for p in random_params(9)]
+    x = random_x(9).float()
+    plain = sparse.topk_objective(x, *params, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = sparse.topk_objective(x, *params, 3)
+    torch.testing.assert_close(under.loss, plain.loss)
+
+
+def test_bad_arguments_raise():
+    params, x = random_params(1), random_x(1)
+    with pytest.raises(ValueError, match="weights"):
+        sparse.nested_objective(x, *params, [2, 4], [1.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        sparse.nested_objective(x, *params, [4, 2], [1.0, 1.0])
+    with pytest.raises(ValueError, match="backend"):
+        sparse.nested_objective(x, *params, [2], [1.0], backend="nope")
+    with pytest.raises(ValueError, match="encoder backward"):
+        sparse.nested_objective(x, *params, [2], [1.0], encoder_backward="nope")
