@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all lint generate bench clean-results
+.PHONY: setup run test test-all lint generate bench clean-results browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,10 +31,15 @@ generate: $(STAMP)
 	$(BIN)/msae params schema --out msae/assets/params.schema.json
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: $(STAMP)
+# The concept browser's test needs Debian's chromium: installed when apt can, else that test skips
+# and says why.
+browser: $(STAMP)
+	@bash scripts/setup-browser.sh $(BIN)/python >/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
+
+test: $(STAMP) browser
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

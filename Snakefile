@@ -13,6 +13,10 @@ configfile: "params.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# With --software-deployment-method apptainer every job runs in this image (containers/msae.def).
+container: "containers/msae.sif"
+
+
 # Refuse bad parameters before any job starts; the message names the bad key.
 validate_params(config, source="params.yaml (with any --config overrides)")
 

@@ -1,9 +1,12 @@
 """Benchmark `msae evaluate`: seconds per metric family and peak memory on CLIP-sized data.
 
 Synthetic CLIP-like embeddings (d = 512, low-rank clusters + noise, 10 labelled classes) and a
-Matryoshka SAE with n = 4096 latents (nesting 64 ... 4096, so 7 distinct encodings: dense, sparse
-k=64 and progressive 128 ... 2048), weights random but biased so ~20% of the dense latents fire, as
-a trained MSAE's dense path. Each size runs in a fresh process so its peak RSS is its own.
+Matryoshka SAE with n = 4096 latents (nesting 64 ... 4096; paths: dense, sparse k=64 and the
+progressive grid 16, 32, 128, ..., 2048, 4096 shared by every variant), weights random but biased so
+~20% of the dense latents fire, as a trained MSAE's dense path (so the progressive paths at k >= the
+largest count of positive latents equal the dense one and reuse its work). CKNNA is estimated on
+every block of 10,000 rows, as the paper. Each size runs in a fresh process so its peak RSS is its
+own; `cpu_s` is the process's CPU time (on a shared machine wall time also counts waiting).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py [--rows 100000 20000] [--threads 2]
 
@@ -146,7 +149,7 @@ def main() -> None:
     RESULTS.write_text(
         json.dumps(
             {
-                "benchmark": "msae evaluate, matryoshka n=4096 (7 encodings), d=512, cknna_batch=10000, probe train 20k rows",
+                "benchmark": "msae evaluate, matryoshka n=4096 (dense, sparse, k=16..2048), d=512, cknna_batch=10000, probe train 20k rows",
                 "machine": {
                     "platform": platform.platform(),
                     "processor": platform.processor(),

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import step  # benchmarks/step.py
 
     from msae.runtime import configure_torch
-    from msae.sae import sparse
+    from msae.sae import bands
 
     configure_torch()
     device = torch.device("cuda")
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         _write(args.out, payload)
     payload["seconds"] = time.perf_counter() - started
     payload["dense_band_fraction_default"] = {
-        "fp32": sparse.default_dense_fraction(device, torch.float32),
-        "bf16": sparse.default_dense_fraction(device, torch.bfloat16),
+        "fp32": bands.default_dense_fraction(device, torch.float32),
+        "bf16": bands.default_dense_fraction(device, torch.bfloat16),
     }
     _write(args.out, payload)
     print(f"wrote {args.out} ({payload['seconds']:.0f} s)")

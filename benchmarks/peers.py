@@ -35,10 +35,13 @@ Step = Callable[[torch.Tensor], object]
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
 
-def msae_system(path: str, d: int, n: int, k: int) -> tuple[Step, Reconstruct]:
+def msae_system(path: str, d: int, n: int, k: int, total_steps: int) -> tuple[Step, Reconstruct]:
+    """msae's TopK at its default learning rate for a run of `total_steps` (the scaled rule)."""
+    from msae.config.train import scaled_lr
+
     spec = msae_step.Spec(f"topk k={k}", "topk", d, n, [k], [1.0], False, {"k": k})
     step, model = msae_step.msae_step_factory(
-        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=5e-4, with_model=True
+        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=scaled_lr(n, total_steps), with_model=True
     )
 
     def reconstruct(x: torch.Tensor) -> torch.Tensor:
@@ -180,8 +183,8 @@ def systems(
     d: int, n: int, k: int, total_steps: int, official: Path | None
 ) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
     table: dict[str, Callable[[], tuple[Step, Reconstruct]]] = {
-        "msae TopK (sparse kernels)": lambda: msae_system("sparse", d, n, k),
-        "msae TopK (dense objective)": lambda: msae_system("dense", d, n, k),
+        "msae TopK (sparse kernels)": lambda: msae_system("sparse", d, n, k, total_steps),
+        "msae TopK (dense objective)": lambda: msae_system("dense", d, n, k, total_steps),
         "sparsify TopK": lambda: sparsify_system(d, n, k),
         "dictionary_learning TopK": lambda: dictionary_learning_system(d, n, k, total_steps),
         "sae-lens TopK": lambda: sae_lens_system(d, n, k),

@@ -1,9 +1,10 @@
-"""One msae training step, dense (today's `SparseAutoencoder.objective`) against the sparse
-kernels of msae.sae.sparse, side by side in one run.
+"""One msae training step, dense (`SparseAutoencoder.objective(dense=True)`, the reference
+computation) against the sparse kernels (msae.sae.sparse, what `msae train` runs), side by side in
+one run.
 
 A step is the full `msae.train.training_step` (forward, backward, decoder renormalisation,
-gradient projection, clipping, AdamW); the sparse path runs the same step with the model's
-objective swapped for `msae.sae.sparse.nested_objective`. Paths of one configuration are timed
+gradient projection, clipping, AdamW); the sparse path is the model's own objective, or
+`msae.sae.sparse.nested_objective` with the backend options given on the command line. Paths of one configuration are timed
 interleaved (round r times `--steps` steps of every path, then round r+1), and the median over
 rounds of the mean step time is reported, so load from other processes hits every path alike.
 
@@ -22,6 +23,7 @@ encoder gradient matmul when a band is dense).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -36,7 +38,7 @@ import torch
 
 from msae.io import write_json_atomic
 from msae.runtime import configure_torch, resolve_device
-from msae.sae import sparse
+from msae.sae import bands, kernels, sparse
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -133,24 +135,14 @@ def msae_step_factory(
 
     torch.manual_seed(0)
     model = SparseAutoencoder(make_config(spec.variant, spec.d, spec.n / spec.d, **spec.options)).to(device).train()
-    if path == "sparse":
-
-        def objective(x: torch.Tensor, dead: torch.Tensor | None = None) -> sparse.SparseObjective:
-            return sparse.nested_objective(
-                x,
-                model.W_enc,
-                model.b_enc,
-                model.W_dec,
-                model.b_pre,
-                spec.ks,
-                spec.weights,
-                spec.over_batch,
-                backend=backend,
-                encoder_backward=encoder_backward,
-                dense_fraction=dense_fraction,
-            )
-
-        model.objective = objective  # type: ignore[method-assign]
+    if path == "dense":
+        model.objective = functools.partial(SparseAutoencoder.objective, model, dense=True)  # type: ignore[method-assign]
+    elif backend is not None or encoder_backward != "sparse" or dense_fraction is not None:
+        params = (model.W_enc, model.b_enc, model.W_dec, model.b_pre)
+        options = {"backend": backend, "encoder_backward": encoder_backward, "dense_fraction": dense_fraction}
+        model.objective = lambda x, dead=None: sparse.nested_objective(  # type: ignore[method-assign]
+            x, *params, spec.ks, spec.weights, spec.over_batch, **options
+        )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.999), eps=6.25e-10, weight_decay=0.0, fused=device.type == "cuda"
     )
@@ -188,7 +180,7 @@ def flops(spec: Spec, path: str, batch: int, dense_fraction: float) -> tuple[flo
     dense = unit * (2 + 3 * len(spec.ks))
     if path == "dense":
         return dense, dense
-    plan = sparse.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction)
+    plan = bands.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction)
     dense_bands = len(plan.counts) - len(plan.sparse_bands)
     kept = [plan.counts[i] - (plan.counts[i - 1] if i else 0) for i in plan.sparse_bands]
     entries = sum(kept) * (1 if spec.over_batch else batch)
@@ -230,8 +222,8 @@ def run_spec(
         for backend in backends:
             for eb in encoder_backwards:
                 for fraction in fractions:
-                    used = sparse.default_dense_fraction(device, compute) if fraction is None else fraction
-                    label = f"sparse[{backend or sparse.default_backend(device, compute)},{eb}" + (
+                    used = bands.default_dense_fraction(device, compute) if fraction is None else fraction
+                    label = f"sparse[{backend or kernels.default_backend(device, compute)},{eb}" + (
                         f",{used:g}]" if len(fractions) > 1 else "]"
                     )
                     step = msae_step_factory(spec, "sparse", device, bf16, backend, eb, fraction)
@@ -355,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype,
             "rounds": args.rounds,
             "steps_per_round": args.steps,
-            "dense_band_fraction_default": sparse.default_dense_fraction(device),
+            "dense_band_fraction_default": bands.default_dense_fraction(device),
             "python": sys.version.split()[0],
             "rows": rows,
             "matryoshka_over_topk": ratios,

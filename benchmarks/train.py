@@ -2,11 +2,13 @@
 
 For each (variant, d, expansion) a full `training_step` (forward, backward, decoder
 renormalisation, gradient projection, clipping, AdamW) is timed on a random batch, and side by
-side the plain matmuls that step must do are timed alone with the same shapes: encoder forward
-and weight gradient, and per decoded level the decoder forward, its input gradient and weight
-gradient (Matryoshka decodes every nesting level). `matmul_fraction` = matmul time / step time
-is the share of the step spent in those matmuls (the target is >= 0.7); on CUDA the achieved
-FLOP/s of the step is compared with the plain matmuls' FLOP/s.
+side the plain matmuls the dense algorithm of that step does are timed alone with the same
+shapes: encoder forward and weight gradient, and per decoded level the decoder forward, its input
+gradient and weight gradient (Matryoshka decodes every nesting level). `matmul_fraction` = matmul
+time / step time: for ReLU and JumpReLU (dense) the share of the step spent in those matmuls (the
+target is >= 0.7); TopK, BatchTopK and Matryoshka train through the sparse kernels, so there a
+value above 1 says the step beats the dense algorithm's matmuls alone. On CUDA the step's FLOP/s
+(dense-algorithm FLOPs) is compared with the plain matmuls' FLOP/s.
 
     python benchmarks/train.py                   # CPU: short grid; CUDA: full grid
     python benchmarks/train.py --grid full --device cuda
@@ -62,7 +64,7 @@ def _time_pair(
 
 
 def _decoded_levels(model: SparseAutoencoder) -> int:
-    return len(model.config.nesting) if model.config.variant == "matryoshka" else 1
+    return len(model.sparse_levels())
 
 
 def plain_matmuls(

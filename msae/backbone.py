@@ -162,10 +162,16 @@ def load_backbone(name: str, pretrained: str | None, device: str = "auto") -> Ba
 
     weights = check_backbone(name, pretrained)
     target = resolve_device(device)
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=target)
-    except (RuntimeError, OSError, KeyError, ValueError) as exc:
-        raise MsaeError(f"--model {name} --pretrained {pretrained}: open_clip could not load it ({exc})") from exc
+    try:  # weights_only: a .pt/.pth/.bin checkpoint is unpickled without running any code
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=weights, device=target, weights_only=True
+        )
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or other-architecture files fail in many ways
+        what = f"{weights}: not a checkpoint" if weights and Path(weights).is_file() else f"--pretrained {pretrained}:"
+        raise MsaeError(
+            f"{what} open_clip can load for --model {name} ({_first_words(exc)}); give weights of this "
+            "architecture (.safetensors, or a state dict that loads weights-only)"
+        ) from exc
     model.eval().requires_grad_(False)
     dim = _embed_dim(model)
     return Backbone(
@@ -177,6 +183,13 @@ def load_backbone(name: str, pretrained: str | None, device: str = "auto") -> Ba
         pretrained=str(pretrained),
         dim=dim,
     )
+
+
+def _first_words(exc: BaseException, limit: int = 240) -> str:
+    """The gist of a loader's error: its type and first words on one line (open_clip lists every
+    missing tensor name, hundreds of them)."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _embed_dim(model: Any) -> int:

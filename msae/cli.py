@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import pkgutil
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="also write the stage's messages (stderr) to FILE, e.g. one log per pipeline job",
+        help="also write the stage's messages and result to FILE (progress bars stay on the terminal), "
+        "e.g. one log per pipeline job",
     )
     sub = parser.add_subparsers(dest="_stage", metavar="STAGE", required=True)
     for node in command_tree():
@@ -65,14 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Tee:
-    """A text stream that also copies everything to a log file: pipelines keep one log per job
-    while the person running them still watches progress on the terminal."""
+    """A text stream that also copies what is written to a log file: pipelines keep one log per job
+    while the person running them still watches progress on the terminal. Progress bars (tqdm)
+    redraw one line with carriage returns and cursor moves: those writes, and the bare newlines
+    that close a bar, go to the terminal only, so the log holds messages, not thousands of redraws."""
 
     def __init__(self, stream: TextIO, log: TextIO) -> None:
         self._stream, self._log = stream, log
+        self._drawing = False  # the last write was part of a progress bar
 
     def write(self, text: str) -> int:
-        self._log.write(text)
+        if "\r" in text or "\x1b[" in text:
+            self._drawing = True
+        elif not (self._drawing and not text.strip()):
+            self._drawing = False
+            self._log.write(text)
         return self._stream.write(text)
 
     def flush(self) -> None:
@@ -84,24 +93,29 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _stderr_copied_to(log_path: Path | None) -> Iterator[None]:
+def _copied_to_log(log_path: Path | None) -> Iterator[None]:
+    """Copy stderr (messages) and stdout (each command's one-line result) to `log_path`; a crash's
+    traceback is written to the log too, so the log of a failed job says why it failed."""
     if log_path is None:
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    original = sys.stderr
-    with open(log_path, "w", encoding="utf-8") as log:
-        sys.stderr = _Tee(original, log)  # type: ignore[assignment]
+    out, err = sys.stdout, sys.stderr
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)  # type: ignore[assignment]
         try:
             yield
+        except Exception:
+            log.write(traceback.format_exc())
+            raise
         finally:
-            sys.stderr = original
+            sys.stdout, sys.stderr = out, err
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _stderr_copied_to(args._log):
+    with _copied_to_log(args._log):
         return _run(args)
 
 

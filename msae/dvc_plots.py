@@ -50,5 +50,9 @@ def offline_template() -> str:
 
 
 def write_offline_template(path: str | Path) -> Path:
-    """Write the template (about 2 MB) for `dvc plots show --html-template PATH`."""
-    return write_text_atomic(path, offline_template())
+    """Write the template (about 2 MB) for `dvc plots show --html-template PATH`; an identical
+    file is left as it is (same modification time)."""
+    path, text = Path(path), offline_template()
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return path
+    return write_text_atomic(path, text)

@@ -4,14 +4,15 @@ The work is cut into fixed chunks of the (sharded) catalogue. Each finished chun
 sidecar folder `OUT.parts/` before the next starts, so an interrupted run resumes where it stopped;
 the final store is assembled from the chunks in order, written atomically, and only then are the
 parts removed. Images are decoded by DataLoader workers in parallel with the forward pass.
-Unreadable images are skipped and listed in `OUT.skipped.csv`; too many of them fail the run.
+Unreadable images are skipped and every one is listed in `OUT.skipped.csv`; too many of them
+fail the run after all chunks are done (the list and the chunks stay in `OUT.parts/`, so a rerun
+with a higher `--max-bad-fraction` accepts them at once). The files beside the store live in
+`msae.embed_files`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -24,32 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from msae import __version__
 from msae.backbone import Backbone, SplitPreprocess, batched, combine_prompts, load_backbone
 from msae.config.embed import EmbedConfig
+from msae.embed_files import Parts, concatenate_stores, parts_dir, skipped_path, write_skipped
 from msae.errors import MsaeError
-from msae.io import atomic_path, write_text_atomic
+from msae.io import check_output
 from msae.sources import Catalogue, ImageRef, decode_image
-from msae.store import META_KEY, read_meta, write_embeddings
-
-SKIPPED_COLUMNS = ("id", "path", "error")
-PLAN_FILE = "plan.json"
-
-
-def parts_dir(out: Path) -> Path:
-    """Sidecar folder of finished chunks, next to the output."""
-    return out.with_name(out.name + ".parts")
-
-
-def skipped_path(out: Path) -> Path:
-    """Sidecar list of skipped images: OUT with suffix .skipped.csv."""
-    return out.with_suffix(".skipped.csv")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -138,84 +123,6 @@ def _fingerprint(catalogue: Catalogue, model: str, pretrained: str, chunk_rows: 
     return digest.hexdigest()
 
 
-class _Parts:
-    """The OUT.parts/ folder: chunk-<c>.parquet (if it has rows) then chunk-<c>.json (done marker
-    with the row count and skipped items), written in that order, each atomically."""
-
-    def __init__(self, folder: Path, fingerprint: str) -> None:
-        self.folder = folder
-        plan = folder / PLAN_FILE
-        if folder.exists() and (not plan.exists() or json.loads(plan.read_text()).get("fingerprint") != fingerprint):
-            print(f"msae embed: {folder} is from a different job; starting afresh", file=sys.stderr)
-            shutil.rmtree(folder)
-        if not plan.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(plan, json.dumps({"fingerprint": fingerprint}) + "\n")
-
-    def data(self, chunk: int) -> Path:
-        return self.folder / f"chunk-{chunk:06d}.parquet"
-
-    def marker(self, chunk: int) -> Path:
-        return self.folder / f"chunk-{chunk:06d}.json"
-
-    def done(self, chunk: int) -> dict | None:
-        marker = self.marker(chunk)
-        return json.loads(marker.read_text()) if marker.exists() else None
-
-    def write(
-        self,
-        chunk: int,
-        catalogue: Catalogue,
-        rows: list[int],
-        vectors: np.ndarray,
-        skipped: list[list[str]],
-        meta: dict,
-    ) -> None:
-        if rows:  # ascending: the loader keeps the catalogue's order
-            write_embeddings(
-                self.data(chunk),
-                [catalogue.ids[i] for i in rows],
-                vectors,
-                meta,
-                catalogue.columns.iloc[rows] if len(catalogue.columns.columns) else None,
-            )
-        write_text_atomic(self.marker(chunk), json.dumps({"rows": len(rows), "skipped": skipped}) + "\n")
-
-
-def write_skipped(path: Path, skipped: list[list[str]]) -> None:
-    """The sidecar list of skipped images, or no file at all when nothing was skipped."""
-    if not skipped:
-        path.unlink(missing_ok=True)
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(SKIPPED_COLUMNS)
-    writer.writerows(skipped)
-    write_text_atomic(path, buffer.getvalue())
-
-
-def concatenate_stores(inputs: Sequence[Path], out: Path, meta: dict[str, Any]) -> int:
-    """Stream stores into one (atomically) in the given order, with `meta` as its metadata
-    (dim, count and msae_version filled in). Memory stays at one record batch."""
-    schemas = [pq.read_schema(p).remove_metadata() for p in inputs]
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
-    dim = schema.field("embedding").type.list_size
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
-    full = {**meta, "dim": int(dim), "count": int(total), "msae_version": meta.get("msae_version", __version__)}
-    schema = schema.with_metadata({META_KEY: json.dumps(full, sort_keys=True).encode()})
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for path in inputs:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
-                    table = pa.Table.from_batches([batch])
-                    for name in schema.names:
-                        if name not in table.column_names:
-                            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
-                    writer.write_table(table.select(schema.names).cast(schema))
-    read_meta(out)
-    return total
-
-
 def _encode_text_chunk(backbone: Backbone, prompts: list[list[str]], batch_size: int, bar: tqdm) -> np.ndarray:
     flat = [p for row in prompts for p in row]
     vectors = []
@@ -223,10 +130,6 @@ def _encode_text_chunk(backbone: Backbone, prompts: list[list[str]], batch_size:
         vectors.append(backbone.encode_texts(texts).numpy())
         bar.update(len(texts))
     return combine_prompts(np.concatenate(vectors), [len(row) for row in prompts])
-
-
-class _TooManyBad(Exception):
-    pass
 
 
 def embed_catalogue(
@@ -250,7 +153,8 @@ def embed_catalogue(
 
     `backbone` may be passed pre-loaded (it must match model/pretrained); otherwise it is loaded
     here, after the cheap checks, so a bad source fails before a model is downloaded."""
-    out = Path(out)
+    out = check_output(out)
+    check_output(parts_dir(out), folder=True)
     started = time.perf_counter()
     if batch_size < 1 or chunk_rows < 1:
         raise MsaeError("--batch-size and the chunk size must be at least 1")
@@ -272,7 +176,7 @@ def embed_catalogue(
     }
     if shard[1] > 1:
         meta["shard"] = f"{shard[0]}/{shard[1]}"
-    parts = _Parts(parts_dir(out), _fingerprint(work, model, pretrained, chunk_rows))
+    parts = Parts(parts_dir(out), _fingerprint(work, model, pretrained, chunk_rows))
     n_chunks = math.ceil(len(work) / chunk_rows)
     finished = {c: d for c in range(n_chunks) if (d := parts.done(c)) is not None}
     skipped = [row for c in sorted(finished) for row in finished[c]["skipped"]]
@@ -280,19 +184,15 @@ def embed_catalogue(
     pending = [c for c in range(n_chunks) if c not in finished]
     if pending:
         backbone = backbone or load_backbone(model, pretrained, device)
-        try:
-            _run_chunks(work, backbone, parts, pending, chunk_rows, batch_size, workers, meta, skipped, allowed)
-        except _TooManyBad:
-            write_skipped(skipped_path(out), skipped)
-            shutil.rmtree(parts.folder)
-            raise MsaeError(
-                f"{catalogue.name}: more than {max_bad_fraction:.2%} of {len(work)} images are unreadable "
-                f"(>{allowed}); see {skipped_path(out)}. No output written; raise --max-bad-fraction to accept them."
-            ) from None
-    if len(skipped) > allowed:  # all chunks were already done by an earlier run with a laxer limit
-        write_skipped(skipped_path(out), skipped)
+        _run_chunks(work, backbone, parts, pending, chunk_rows, batch_size, workers, meta, skipped)
+    if len(skipped) > allowed:  # the list goes beside the kept chunks: the final files stay as they were
+        listed = parts.folder / skipped_path(out).name
+        write_skipped(listed, skipped)
         raise MsaeError(
-            f"{catalogue.name}: {len(skipped)} unreadable images exceed --max-bad-fraction {max_bad_fraction}"
+            f"{catalogue.name}: {len(skipped)} of {len(work)} images are unreadable, more than --max-bad-fraction "
+            f"{max_bad_fraction:g} allows ({allowed}); every one is listed in {listed}. No output written; the "
+            f"embedded chunks are kept in {parts.folder}, so a rerun with --max-bad-fraction "
+            f"{math.ceil(1000 * len(skipped) / len(work)) / 1000:g} accepts them without embedding again."
         )
     chunk_files = [parts.data(c) for c in range(n_chunks) if parts.data(c).exists()]
     if not chunk_files:
@@ -313,16 +213,16 @@ def _shown_path(work: Catalogue, index: int) -> str:
 def _run_chunks(
     work: Catalogue,
     backbone: Backbone,
-    parts: _Parts,
+    parts: Parts,
     pending: list[int],
     chunk_rows: int,
     batch_size: int,
     workers: int | None,
     meta: dict[str, Any],
     skipped: list[list[str]],
-    allowed: int,
 ) -> None:
-    """Embed the pending chunks, writing each as soon as it is complete."""
+    """Embed the pending chunks, writing each as soon as it is complete; unreadable images are
+    added to `skipped`."""
     bounds = {c: (c * chunk_rows, min(len(work), (c + 1) * chunk_rows)) for c in pending}
     total = sum(b - a for a, b in bounds.values())
     unit = "img" if work.modality == "image" else "text"
@@ -339,20 +239,19 @@ def _run_chunks(
                     meta,
                 )
         else:
-            _image_chunks(work, backbone, parts, bounds, chunk_rows, batch_size, workers, meta, skipped, allowed, bar)
+            _image_chunks(work, backbone, parts, bounds, chunk_rows, batch_size, workers, meta, skipped, bar)
 
 
 def _image_chunks(
     work: Catalogue,
     backbone: Backbone,
-    parts: _Parts,
+    parts: Parts,
     bounds: dict[int, tuple[int, int]],
     chunk_rows: int,
     batch_size: int,
     workers: int | None,
     meta: dict[str, Any],
     skipped: list[list[str]],
-    allowed: int,
     bar: tqdm,
 ) -> None:
     """One DataLoader over all pending chunks (workers start once); batches never straddle a
@@ -370,9 +269,6 @@ def _image_chunks(
             vectors.append(backbone.encode_prepared(pixels, data_path).numpy())
         bad.extend([work.ids[i], _shown_path(work, i), error] for i, error in failures)
         bar.update(len(indices) + len(failures))
-        if len(skipped) + len(bad) > allowed:
-            skipped.extend(bad)
-            raise _TooManyBad
         last = max(indices + [i for i, _ in failures])
         chunk = last // chunk_rows
         if last + 1 == bounds[chunk][1]:
@@ -395,7 +291,12 @@ def embed_run(config: EmbedConfig) -> EmbedSummary:
     check_backbone(config.model, config.pretrained)  # fail on a typo before indexing a large source
     resolve_device(config.device)
     catalogue = open_source(
-        config.source, config.root, split=config.split, modality=modality, templates=list(config.template)
+        config.source,
+        config.root,
+        split=config.split,
+        modality=modality,
+        templates=list(config.template),
+        allow_outside=config.allow_outside_root,
     )
     for note in catalogue.notes:
         print(f"msae embed: {catalogue.name}: {note}", file=sys.stderr)

@@ -1,18 +1,19 @@
 """`msae gather`: concatenate the shard stores of one split (`msae embed --shard i/n`) into one
-store, in shard order, with their skipped-image lists."""
+store, in shard order, with their skipped-image lists. Every row is checked on the way (an
+embedding, finite values, an id no other shard has): a bad shard fails the gather, naming it."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from msae.config.embed import GatherConfig
-from msae.embed import concatenate_stores, parse_shard, skipped_path, write_skipped
+from msae.embed import parse_shard
+from msae.embed_files import concatenate_stores, read_skipped, skipped_path, write_skipped
 from msae.errors import MsaeError
-from msae.store import describe_backbone, read_meta, same_backbone
+from msae.store import describe_backbone, read_meta, require_unique_ids, same_backbone
 
 GATHER_KEYS = ("model", "pretrained", "modality", "dim", "dataset", "split")
 
@@ -52,22 +53,21 @@ def gather(inputs: Sequence[str | Path], out: str | Path) -> int:
         if differing:
             what = describe_backbone(meta) if not same_backbone(meta, metas[0]) else ", ".join(differing)
             raise MsaeError(f"gather: {path} differs from {paths[0]} in {', '.join(differing)} ({what})")
+    empty = [str(p) for p in paths if pq.ParquetFile(p).metadata.num_rows == 0]
+    if empty:
+        raise MsaeError(f"gather: {', '.join(empty)}: the embedding file is empty (0 rows)")
     order = _shard_order(paths, metas)
     seen: dict[str, Path] = {}
     for k in order:
-        for batch in pq.ParquetFile(paths[k]).iter_batches(columns=["id"]):
-            for item_id in batch.column(0).to_pylist():
-                if item_id in seen:
-                    raise MsaeError(f"gather: id {item_id!r} is in both {seen[item_id]} and {paths[k]}")
-                seen[item_id] = paths[k]
+        ids = pq.read_table(paths[k], columns=["id"]).column("id")
+        require_unique_ids(ids, str(paths[k]))
+        for item_id in ids.to_pylist():
+            if item_id in seen:
+                raise MsaeError(f"gather: id {item_id!r} is in both {seen[item_id]} and {paths[k]}")
+            seen[item_id] = paths[k]
+    skipped = [row for k in order for row in read_skipped(skipped_path(paths[k]))]  # read before writing anything
     meta = {key: value for key, value in metas[0].items() if key not in ("shard", "count")}
     rows = concatenate_stores([paths[k] for k in order], Path(out), meta)
-    skipped = []
-    for k in order:
-        side = skipped_path(paths[k])
-        if side.exists():
-            with open(side, newline="", encoding="utf-8") as handle:
-                skipped.extend(list(csv.reader(handle))[1:])
     write_skipped(skipped_path(Path(out)), skipped)
     return rows
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from msae import __version__
@@ -63,9 +64,7 @@ def _validate_meta(meta: Mapping[str, Any], where: str) -> None:
 
 
 def _nonfinite_error(where: str, ids: np.ndarray, bad_rows: np.ndarray) -> MsaeError:
-    shown = ", ".join(str(ids[i]) for i in bad_rows[:10])
-    more = f" (and {len(bad_rows) - 10} more)" if len(bad_rows) > 10 else ""
-    return MsaeError(f"{where}: {len(bad_rows)} row(s) contain NaN or inf, ids: {shown}{more}")
+    return MsaeError(f"{where}: {len(bad_rows)} row(s) contain NaN or inf, ids: {_shown_ids(ids[bad_rows].tolist())}")
 
 
 def _check_finite(where: str, ids: np.ndarray, embeddings: np.ndarray) -> None:
@@ -88,9 +87,7 @@ def embedding_table(
     id_arr = np.asarray([str(i) for i in ids], dtype=object)
     if len(id_arr) != emb.shape[0]:
         raise MsaeError(f"{where}: {len(id_arr)} ids for {emb.shape[0]} embeddings")
-    if len(pd.unique(id_arr)) != len(id_arr):
-        dup = pd.Series(id_arr)[pd.Series(id_arr).duplicated()].unique()[:10]
-        raise MsaeError(f"{where}: duplicate ids: {', '.join(map(str, dup))}")
+    require_unique_ids(pa.array(id_arr.tolist(), type=pa.string()), where)
     _check_finite(where, id_arr, emb)
     full_meta = dict(meta)
     full_meta["dim"] = int(emb.shape[1])
@@ -143,15 +140,41 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     for col in RESERVED:
         if col not in schema.names:
             raise MsaeError(f"{p}: missing required column {col!r}")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MsaeError(f"{p}: the 'msae' metadata is not valid JSON ({exc}); write the store with msae embed") from exc
+    if not isinstance(meta, dict):
+        raise MsaeError(f"{p}: the 'msae' metadata must be a JSON object, found {type(meta).__name__}")
     _validate_meta(meta, str(p))
     return meta
 
 
-def _to_numpy(column: pa.ChunkedArray | pa.Array, dim: int, where: str) -> np.ndarray:
+def _shown_ids(ids: Sequence[Any], limit: int = 10) -> str:
+    more = f" (and {len(ids) - limit} more)" if len(ids) > limit else ""
+    return ", ".join(map(str, ids[:limit])) + more
+
+
+def require_unique_ids(ids: pa.Array | pa.ChunkedArray, where: str) -> None:
+    """Refuse a store whose `id` column has a missing or repeated value, naming them: rows are
+    joined by id (images with captions, queries, shards), so a repeat would pair wrong rows."""
+    if ids.null_count:
+        rows = np.flatnonzero(np.asarray(ids.is_null()))
+        raise MsaeError(f"{where}: {ids.null_count} row(s) have no id (rows {_shown_ids(rows.tolist())}, 0-based)")
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    raise MsaeError(f"{where}: duplicate ids ({len(repeated)} occur more than once): {_shown_ids(repeated)}")
+
+
+def _to_numpy(column: pa.ChunkedArray | pa.Array, dim: int, where: str, ids: np.ndarray) -> np.ndarray:
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not pa.types.is_fixed_size_list(arr.type) or arr.type.list_size != dim:
         raise MsaeError(f"{where}: column 'embedding' is {arr.type}, expected fixed_size_list<float>[{dim}]")
+    if arr.null_count:
+        rows = np.flatnonzero(np.asarray(arr.is_null()))
+        raise MsaeError(f"{where}: {len(rows)} row(s) have no embedding (null), ids: {_shown_ids(ids[rows].tolist())}")
     flat = arr.flatten().to_numpy(zero_copy_only=False)
     out = np.ascontiguousarray(flat.reshape(len(arr), dim).astype(np.float32, copy=False))
     # Zero-copy views of Arrow buffers are read-only; callers hand these to torch.from_numpy and
@@ -169,14 +192,21 @@ def _extra_names(schema: pa.Schema, columns: Sequence[str] | None, where: str) -
     return list(columns)
 
 
+def checked_rows(table: pa.Table, dim: int, where: str, check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float32 embeddings [N, dim]) of an Arrow table of the contract; MsaeError naming the
+    ids of rows without an embedding or (with `check_finite`) with NaN/inf."""
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    emb = _to_numpy(table.column("embedding"), dim, where, ids)
+    if check_finite:
+        _check_finite(where, ids, emb)
+    return ids, emb
+
+
 def _embedding_set(
     table: pa.Table, names: Sequence[str], meta: dict[str, Any], where: str, check_finite: bool
 ) -> EmbeddingSet:
     """Turn an Arrow table of the contract (id, embedding, *names) into an EmbeddingSet."""
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    emb = _to_numpy(table.column("embedding"), int(meta["dim"]), where)
-    if check_finite:
-        _check_finite(where, ids, emb)
+    ids, emb = checked_rows(table, int(meta["dim"]), where, check_finite)
     extra = table.select(list(names)).to_pandas() if names else pd.DataFrame(index=range(len(ids)))
     return EmbeddingSet(ids=ids, embeddings=emb, meta=meta, columns=extra)
 
@@ -197,6 +227,7 @@ def read_embeddings(
     table = pq.read_table(p, columns=["id", "embedding", *names])
     if table.num_rows == 0:
         raise MsaeError(f"{p}: the embedding file is empty (0 rows)")
+    require_unique_ids(table.column("id"), str(p))
     return _embedding_set(table, names, meta, str(p), check_finite)
 
 
@@ -206,6 +237,7 @@ def _open(
     """(path, checked metadata, Parquet handle, extra columns to read) of a store to stream."""
     p = Path(path)
     meta = read_meta(p)
+    require_unique_ids(pq.read_table(p, columns=["id"]).column("id"), str(p))
     handle = pq.ParquetFile(p)
     return p, meta, handle, _extra_names(handle.schema_arrow, columns, str(p))
 

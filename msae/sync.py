@@ -1,9 +1,13 @@
 """Hand results from one orchestrator to the other without recomputing them.
 
-After `snakemake`, DVC has not recorded the outputs: `dvc commit -f` hashes them into dvc.lock.
-After `dvc repro` or `dvc pull`, Snakemake sees files it did not make: `snakemake --touch` marks
-them up to date. Each direction is refused when it would record something false: outputs
-missing, Snakemake still having jobs to run, or `dvc status` not clean.
+After `snakemake`, DVC has not recorded the outputs: `dvc commit --force --no-relink` hashes them
+into dvc.lock and its cache without rewriting them (a relinked file gets a new modification time,
+and Snakemake would then rerun everything downstream of it). After `dvc repro` or `dvc pull`,
+Snakemake sees files it did not make: `snakemake --touch` marks them up to date, in job order (the
+`.snakemake_timestamp` it leaves in directory outputs is in .dvcignore, so DVC's hashes stay the
+same). Each direction is refused when it would record something false: outputs missing,
+Snakemake still having jobs to run, or `dvc status` not clean; and each is verified afterwards:
+neither tool may then have anything to do.
 """
 
 from __future__ import annotations
@@ -77,9 +81,9 @@ def check_after_dvc(root: Path) -> None:
 
 
 def sync_command(after: str) -> list[str]:
-    """The command that records the other tool's outputs."""
+    """The command that records the other tool's outputs (neither rewrites a result file)."""
     if after == "snakemake":
-        return [sys.executable, "-m", "dvc", "commit", "--force"]
+        return [sys.executable, "-m", "dvc", "commit", "--force", "--no-relink", "--quiet"]
     if after == "dvc":
         return [sys.executable, "-m", "snakemake", "--touch", "--cores", "1", "--quiet"]
     raise MsaeError(f"--after {after!r}: choose from {', '.join(TOOLS)}")
@@ -96,4 +100,18 @@ def sync(config: SyncConfig) -> list[str]:
         result = subprocess.run(command, cwd=root)
         if result.returncode != 0:
             raise MsaeError(f"`{' '.join(command[2:])}` failed with exit status {result.returncode}")
+        verify_synced(root, config.after)
     return command
+
+
+def verify_synced(root: Path, after: str) -> None:
+    """The promise of `msae sync`, checked: neither tool has anything left to do."""
+    done = "`dvc commit`" if after == "snakemake" else "`snakemake --touch`"
+    status = dvc_status(root)
+    if status:
+        raise MsaeError(f"after {done}, `dvc status` still lists: {_listing(describe_dvc_status(status))}")
+    pending = snakemake_steps(root, pending_only=True)
+    if pending:
+        raise MsaeError(
+            f"after {done}, Snakemake would still run {len(pending)} job(s): {_listing([s.name for s in pending])}"
+        )

@@ -14,7 +14,9 @@ Optional linear warmup multiplies either form.
 
 Checkpoints: at the end of every epoch OUT/checkpoint/state.pt holds model, optimiser, tracker,
 log rows, RNG and step; `resume` continues from it and reproduces the uninterrupted run.
-Outputs: model.safetensors, train_log.csv, then config.json (the done file).
+Outputs: model.safetensors, train_log.csv, then config.json (the done file), moved into OUT
+together once training is complete (msae.io.staged_dir): until then a previous run in OUT stays
+whole, and the growing log lives in OUT/checkpoint/ beside the resumable state.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from tqdm import tqdm
 
 from msae.config.train import TrainCommon
 from msae.errors import MsaeError
-from msae.io import file_sha256, write_text_atomic
+from msae.io import file_sha256, staged_dir, write_text_atomic
 from msae.layout import CHECKPOINT_DIR, CONFIG_FILE, TRAIN_LOG_FILE, TRAINING_STATE_FILE
 from msae.runtime import configure_torch, resolve_device, seed_everything
 from msae.sae import checkpoint
 from msae.sae.architecture import SAEConfig
 from msae.sae.data import TrainingData
-from msae.sae.model import Objective, SparseAutoencoder, scale_factor
+from msae.sae.model import SparseAutoencoder, scale_factor
+from msae.sae.sparse import Objective
 from msae.sae.tracking import LOG_COLUMNS, MetricsTracker
 
 ADAM_BETAS = (0.9, 0.999)
@@ -144,6 +147,7 @@ class _Session:
     sha256: str
     device: torch.device
     log_rows: list[dict[str, float]]
+    lr: float  # the peak learning rate (--lr, or the --lr-rule's for this run)
     step: int = 0
     start_epoch: int = 0
 
@@ -162,7 +166,6 @@ def _open_session(config: TrainCommon) -> _Session:
     fingerprint = _fingerprint(sae_config, config, sha, data.placement)
     state_path = config.out / CHECKPOINT_DIR / TRAINING_STATE_FILE
     saved = _load_compatible_state(state_path, fingerprint) if config.resume else None
-    (config.out / CONFIG_FILE).unlink(missing_ok=True)  # the done file must never describe stale tensors
 
     moments = data.stats()
     try:
@@ -172,20 +175,21 @@ def _open_session(config: TrainCommon) -> _Session:
     mean = torch.from_numpy(moments.mean()).float()
     data.normalise_with(mean, scale)
 
+    lr = config.learning_rate(sae_config.n_latents, config.epochs * data.steps_per_epoch)
     seed_everything(config.seed)
     model = SparseAutoencoder(sae_config)
     model.set_statistics(mean, scale)
     model.to(device).train()
     optimizer = torch.optim.AdamW(
         model.parameters(),
-        lr=config.base_lr,
+        lr=lr,
         betas=ADAM_BETAS,
         eps=ADAM_EPS,
         weight_decay=0.0,
         fused=device.type == "cuda",
     )
     tracker = MetricsTracker(sae_config.n_latents, config.dead_window, device, sae_config.auxk_alpha > 0)
-    session = _Session(config, sae_config, data, model, optimizer, tracker, fingerprint, sha, device, [])
+    session = _Session(config, sae_config, data, model, optimizer, tracker, fingerprint, sha, device, [], lr)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -201,7 +205,7 @@ def _open_session(config: TrainCommon) -> _Session:
 
 def _save_epoch(s: _Session, epoch: int) -> None:
     """The log so far and a resumable checkpoint at the end of an epoch."""
-    write_text_atomic(s.config.out / TRAIN_LOG_FILE, _log_csv(s.log_rows))
+    write_text_atomic(s.state_path.parent / TRAIN_LOG_FILE, _log_csv(s.log_rows))
     checkpoint.save_training_state(
         s.state_path,
         {
@@ -233,18 +237,18 @@ def _run_epochs(s: _Session, progress: bool) -> None:
     )
     for epoch in range(s.start_epoch, cfg.epochs):
         for x in data.batches(epoch):
-            lr = cfg.base_lr * lr_factor(s.step, epoch, steps_per_epoch, cfg)
+            lr = s.lr * lr_factor(s.step, epoch, steps_per_epoch, cfg)
             for group in s.optimizer.param_groups:
                 group["lr"] = lr
             dead = s.tracker.dead_mask(s.step, cfg.auxk_dead_steps)
             result = training_step(s.model, s.optimizer, x, dead, cfg.grad_clip, cfg.bf16)
-            s.tracker.update(s.step, result.loss, x, result.x_hat, result.z_tracked)
+            s.tracker.update(s.step, result.loss, x, result.x_hat, result.latent_counts)
             s.step += 1
             if s.step % cfg.log_every == 0 or s.step == total_steps:
                 row = s.tracker.log_row(s.step, epoch, lr)
                 s.log_rows.append(row)
                 bar.set_postfix(
-                    loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3g}", l0=f"{row['l0']:.1f}", refresh=False
+                    loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3g}", active=f"{row['active']:.1f}", refresh=False
                 )
             bar.update(len(x))
         _save_epoch(s, epoch)
@@ -259,13 +263,15 @@ def train_sae(config: TrainCommon, progress: bool = True) -> TrainResult:
     seconds = time.perf_counter() - started
     final = dict(session.log_rows[-1]) if session.log_rows else {}
     info = {
-        "training": {**config.training(), "lr": config.base_lr, "device": str(session.device), "steps": session.step},
+        "training": {**config.training(), "lr": session.lr, "device": str(session.device), "steps": session.step},
         "data": _provenance(session.data, session.sha256),
         "final_dead_latents": session.tracker.final_dead_latents(),
         "final": final,
     }
     session.model.eval()
-    checkpoint.save(session.model, config.out, info)
+    with staged_dir(config.out, CONFIG_FILE) as stage:
+        write_text_atomic(stage / TRAIN_LOG_FILE, _log_csv(session.log_rows))
+        checkpoint.save(session.model, stage, info)
     if not config.keep_checkpoint:
         shutil.rmtree(config.out / CHECKPOINT_DIR, ignore_errors=True)
     return TrainResult(out=config.out, steps=session.step, seconds=seconds, final=final)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from msae.config.embed import VocabConfig
 from msae.errors import MsaeError
-from msae.io import write_text_atomic
+from msae.io import read_text, write_text_atomic
 
 DEFAULT_MIN_LENGTH = 3
 PROFANITY_PACKAGE = "better_profanity"
@@ -63,9 +63,7 @@ def clean_terms(lines: Iterable[str]) -> tuple[list[str], CleanCounts]:
 def read_term_file(path: str | os.PathLike[str]) -> tuple[list[str], CleanCounts]:
     """A term file (one term per line), cleaned; an error naming the file if it has no term."""
     p = Path(path)
-    if not p.is_file():
-        raise MsaeError(f"{p}: term file not found")
-    terms, counts = clean_terms(p.read_text(encoding="utf-8").splitlines())
+    terms, counts = clean_terms(read_text(p, "term file").splitlines())
     if not terms:
         raise MsaeError(f"{p}: the term file has no terms (only empty lines)")
     return terms, counts
@@ -160,15 +158,7 @@ def write_vocabulary(config: VocabConfig) -> tuple[list[str], dict[str, int]]:
     """`msae vocab`: build the vocabulary of `config` and write it to `config.out`."""
     blocklist = None
     if config.blocklist is not None:
-        if not config.blocklist.is_file():
-            raise MsaeError(f"--blocklist {config.blocklist}: file not found")
-        try:
-            lines = config.blocklist.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise MsaeError(
-                f"--blocklist {config.blocklist}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from exc
-        blocklist = read_blocklist_lines(lines)
+        blocklist = read_blocklist_lines(read_text(config.blocklist, "--blocklist file").splitlines())
     terms, counts = build_vocabulary(
         config.n_common, include_world=not config.no_world, blocklist=blocklist, min_length=config.min_length
     )

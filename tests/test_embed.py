@@ -19,6 +19,7 @@ from embed_fixtures import (
 )
 
 from msae import embed as E
+from msae import embed_files as F
 from msae.backbone import combine_prompts, load_backbone
 from msae.cli import main
 from msae.errors import MsaeError
@@ -145,19 +146,47 @@ def test_bad_images_skipped_and_listed(images, checkpoint, backbone, tmp_path):
 
 def test_too_many_bad_images_fail_without_output(images, checkpoint, backbone, tmp_path):
     root, _ = images
-    _with_bad(root)  # 2 of 12 = 16.7%
+    _with_bad(root)  # 2 of 12 = 16.7%, one in the first chunk (cat/) and one in the last (dog/)
     out = tmp_path / "emb.parquet"
-    with pytest.raises(MsaeError, match=r"more than 10.00% of 12 images are unreadable.*skipped.csv"):
+    with pytest.raises(
+        MsaeError, match=r"2 of 12 images are unreadable, more than --max-bad-fraction 0.1 allows \(1\)"
+    ):
         run_embed(
             open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.1
         )
-    assert not out.exists() and not E.parts_dir(out).exists()
-    assert E.skipped_path(out).exists()
+    assert not out.exists() and not E.skipped_path(out).exists()  # no final file, not even the sidecar
+    listed = E.parts_dir(out) / E.skipped_path(out).name
+    assert [row[0] for row in F.read_skipped(listed)] == ["cat/zz_garbage.jpg", "dog/zz_truncated.png"]  # every one
+    # the chunks were kept: a laxer limit accepts them without embedding again
+    summary = run_embed(
+        open_source("folder", root), out, checkpoint, backbone, batch_size=3, chunk_rows=5, max_bad_fraction=0.167
+    )
+    assert summary.resumed_chunks == 3 and summary.rows == 10 and summary.skipped == 2
+    assert len(F.read_skipped(E.skipped_path(out))) == 2 and not E.parts_dir(out).exists()
     # the default 1% threshold refuses even one bad image among 11
     (root / "dog" / "zz_truncated.png").unlink()
-    with pytest.raises(MsaeError, match="unreadable"):
-        run_embed(open_source("folder", root), out, checkpoint, backbone)
-    assert not out.exists()
+    other = tmp_path / "other.parquet"
+    with pytest.raises(MsaeError, match="1 of 11 images are unreadable"):
+        run_embed(open_source("folder", root), other, checkpoint, backbone)
+    assert not other.exists()
+
+
+def test_damaged_parts_are_recomputed_not_trusted(tmp_path):
+    folder = E.parts_dir(tmp_path / "emb.parquet")
+    folder.mkdir()
+    (folder / "plan.json").write_text('{"fingerprint": "job"}')
+    parts = F.Parts(folder, "job")
+    parts.marker(0).write_text("{not json")  # a damaged marker
+    parts.marker(1).write_text('{"rows": 4, "skipped": []}')  # a marker whose data file is gone
+    parts.marker(2).write_text('{"rows": 0, "skipped": [["a", "a.png", "bad"]]}')  # a chunk of bad images only
+    assert (
+        parts.done(0) is None
+        and parts.done(1) is None
+        and parts.done(2) == {"rows": 0, "skipped": [["a", "a.png", "bad"]]}
+    )
+    (folder / "plan.json").write_text("garbage")  # an unreadable plan: nothing in the folder is trusted
+    assert F.Parts(folder, "job").done(2) is None
+    assert F.Parts(folder, "another job").done(2) is None and parts.marker(2).exists()  # replaced only on a write
 
 
 def test_shards_gather_to_the_unsharded_store(images, checkpoint, backbone, tmp_path):
@@ -221,7 +250,7 @@ def test_resume_after_interruption(images, checkpoint, backbone, tmp_path, monke
     run_embed(cat, clean, checkpoint, backbone, batch_size=2, chunk_rows=3, max_bad_fraction=0.5)
 
     out = tmp_path / "resumed.parquet"
-    original = E._Parts.write
+    original = F.Parts.write
     written = []
 
     def write_then_die(self, chunk, *args, **kwargs):
@@ -230,13 +259,13 @@ def test_resume_after_interruption(images, checkpoint, backbone, tmp_path, monke
         original(self, chunk, *args, **kwargs)
         written.append(chunk)
 
-    monkeypatch.setattr(E._Parts, "write", write_then_die)
+    monkeypatch.setattr(F.Parts, "write", write_then_die)
     with pytest.raises(_Interrupt):
         run_embed(cat, out, checkpoint, backbone, batch_size=2, chunk_rows=3, max_bad_fraction=0.5)
     assert not out.exists()
     assert sorted(p.name for p in E.parts_dir(out).glob("chunk-*.json")) == ["chunk-000000.json", "chunk-000001.json"]
 
-    monkeypatch.setattr(E._Parts, "write", original)
+    monkeypatch.setattr(F.Parts, "write", original)
     summary = run_embed(cat, out, checkpoint, backbone, batch_size=2, chunk_rows=3, max_bad_fraction=0.5)
     assert summary.resumed_chunks == 2 and summary.skipped == 2
     a, b = read_embeddings(clean), read_embeddings(out)

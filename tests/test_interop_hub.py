@@ -109,8 +109,22 @@ def write_metrics(eval_dir: Path) -> dict:
         "do": 0.0097,
         "zeroshot_retained": 1.0,
         "recall5_retained": 0.998,
-        "dense": {"fvu": 0.0018092, "fvu_std": 0.00065714, "cs": 0.99911, "l0": 0.63048, "active": 378.39, "ndn": 0},
-        "sparse": {"fvu": 0.029360, "fvu_std": 0.014254, "cs": 0.98542, "l0": 0.99219, "active": 8.0, "ndn": 984},
+        "dense": {
+            "fvu": 0.0018092,
+            "fvu_std": 0.00065714,
+            "cs": 0.99911,
+            "l0_zero_fraction": 0.63048,
+            "active": 378.39,
+            "ndn": 0,
+        },
+        "sparse": {
+            "fvu": 0.029360,
+            "fvu_std": 0.014254,
+            "cs": 0.98542,
+            "l0_zero_fraction": 0.99219,
+            "active": 8.0,
+            "ndn": 984,
+        },
         "lp_kl": 2.1985e-05,
         "new_metric": 0.5,
     }
@@ -310,6 +324,9 @@ def test_card_holds_what_a_reader_needs(tmp_path: Path) -> None:
         f"{metrics['sparse']['fvu']:.4g} ± {metrics['sparse']['fvu_std']:.4g}",
     ]
     assert table_row(card, "latents never active on the evaluation set") == ["0", "984"]
+    # the two sparsity numbers under their own names (metrics.json: l0_zero_fraction, active)
+    assert table_row(card, "L0, fraction of latents at zero (higher is sparser)") == ["0.6305", "0.9922"]
+    assert table_row(card, "active latents per input") == ["378.4", "8"]
     assert table_row(card, "zero-shot accuracy retained") == ["1"]
     kl = table_row(card, "linear probe KL, original vs reconstruction (lower is better)")
     assert kl == [f"{metrics['lp_kl']:.4g}"]

@@ -80,12 +80,14 @@ def test_sparsity_counts_match_loops():
     rng = np.random.default_rng(5)
     z = np.maximum(rng.normal(size=(50, 40)), 0) * (rng.random((50, 40)) < 0.3)
     zt = torch.tensor(z, dtype=torch.float32)
-    np.testing.assert_allclose(zero_fraction(zt).numpy(), [sum(v == 0 for v in row) / 40 for row in z])
+    np.testing.assert_allclose(
+        zero_fraction(active_count(zt), 40).numpy(), [sum(v == 0 for v in row) / 40 for row in z]
+    )
     np.testing.assert_allclose(active_count(zt).numpy(), [sum(v != 0 for v in row) for row in z])
     activity = LatentActivity(40)
-    activity.update(zt[:20])
-    activity.update(zt[20:])
+    activity.update(torch.count_nonzero(zt[:20], dim=0))
+    activity.update(torch.count_nonzero(zt[20:], dim=0))
     assert activity.never_active() == sum(1 for j in range(40) if not any(z[:, j]))
     dead = LatentActivity(40)
-    dead.update(torch.zeros(3, 40))
+    dead.update(torch.zeros(40, dtype=torch.int64))
     assert dead.never_active() == 40

@@ -44,11 +44,23 @@ def test_example_configs_are_valid(path):
 
 
 def test_default_runs_cover_the_paper_comparison():
-    variants = [run["variant"] for run in DEFAULT["runs"].values()]
+    """Table 1 on image embeddings, a text-trained MSAE for Table 2, baselines at the SAEs' k = 8,
+    one run at several seeds; every run evaluated on captions too."""
+    image = {name: r for name, r in DEFAULT["runs"].items() if r["embeddings"].endswith("train_image.parquet")}
+    variants = [run["variant"] for run in image.values()]
     for variant in ("relu", "topk", "batchtopk"):
         assert variants.count(variant) == 2, variant
-    assert sorted(r["weighting"] for r in DEFAULT["runs"].values() if r["variant"] == "matryoshka") == ["rw", "uw"]
+    assert sorted(r["weighting"] for r in image.values() if r["variant"] == "matryoshka") == ["rw", "uw"]
+    text = [r for r in DEFAULT["runs"].values() if r["embeddings"].endswith("train_text.parquet")]
+    assert [(r["variant"], r["weighting"]) for r in text] == [("matryoshka", "rw")]
     assert len({r["expansion"] for r in DEFAULT["runs"].values()}) == 1
+    assert DEFAULT["data"]["language"] and set(DEFAULT["data"]["language"]) <= set(DEFAULT["data"]["captions"])
+    assert {b["method"] for b in DEFAULT["baselines"].values()} >= {"pca", "dictionary"}
+    assert DEFAULT["stability"]["runs"] and len(DEFAULT["stability"]["seeds"]) >= 2
+    assert DEFAULT["probes"]["bias_control"]["train"].endswith("bias_control_image.parquet")
+    assert {k: v for k, v in DEFAULT["probes"]["bias_control"].items() if k != "train"} == {
+        k: v for k, v in DEFAULT["probes"]["bias"].items() if k != "train"
+    }
 
 
 @pytest.mark.parametrize(
@@ -91,7 +103,21 @@ def test_default_runs_cover_the_paper_comparison():
             "evaluate.embeddings",
             "not a file the pipeline makes",
         ),
-        (lambda p: p["data"].update(train="val"), "data.train", "not embedded"),
+        (lambda p: p["data"].update(language=["val"]), "data.language", "no caption store"),
+        (
+            lambda p: p["runs"]["topk_k8"].update(embeddings="results/embeddings/shapes/val_text.parquet"),
+            "runs.topk_k8.embeddings",
+            "not a file the pipeline makes",
+        ),
+        (lambda p: p["runs"]["topk_k8"].pop("embeddings"), "runs.topk_k8.embeddings", "missing"),
+        (lambda p: p["stability"].update(runs=["nope"]), "stability.runs", "not a run"),
+        (lambda p: p["stability"].update(seeds=[0, 1]), "stability.seeds", "own seed of runs.topk_k8"),
+        (lambda p: p["stability"].update(seeds=[1, 1]), "stability.seeds", "twice"),
+        (lambda p: p["stability"].update(threshold=2), "stability.threshold", "less than or equal to 1"),
+        (lambda p: p["baselines"]["pca8"].update(method="svd"), "baselines.pca8.method", "svd"),
+        (lambda p: p["baselines"]["omp8"].pop("k"), "baselines.omp8.k", "required by method dictionary"),
+        (lambda p: p["baselines"].update({"pca-8": p["baselines"]["pca8"]}), "baselines.pca-8", "identifier"),
+        (lambda p: p["probes"].pop("bias_control"), "probes.bias_control", "missing"),
         (lambda p: p["evaluate"].update(device="gpu"), "evaluate.device", "should match pattern"),
     ],
 )
@@ -130,6 +156,7 @@ def test_stores_follow_the_data_section():
         "results/embeddings/shapes/test_image.parquet",
         "results/embeddings/shapes/bias_train_image.parquet",
         "results/embeddings/shapes/bias_control_image.parquet",
+        "results/embeddings/shapes/train_text.parquet",
         "results/embeddings/shapes/test_text.parquet",
         "results/embeddings/shapes/prompts_shape.parquet",
     ]

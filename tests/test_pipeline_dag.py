@@ -18,7 +18,7 @@ from msae.cli import build_parser
 from msae.pipeline.jobs import dvc_steps, snakemake_steps
 
 EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))
-TORCH_STAGES = ("embed", "train", "evaluate", "concepts", "probe")
+TORCH_STAGES = ("embed", "train", "reseed", "evaluate", "concepts", "probe")
 
 
 def perturbed(params: dict) -> dict:

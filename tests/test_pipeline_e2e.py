@@ -1,6 +1,7 @@
 """The whole pipeline on a tiny world, once through Snakemake and once through `dvc repro` in two
-copies: identical results; switching tools with `msae sync`; editing one run reruns only that run;
-`dvc metrics diff`, offline `dvc plots show` and `dvc exp run -S` work; `snakemake --report`."""
+copies: identical results; logs that hold results, not progress bars; the headline metrics DVC
+compares; editing one run reruns only that run; `dvc metrics diff`, offline `dvc plots show` and
+`dvc exp run -S` work; `snakemake --report`. Switching tools (`msae sync`): test_roundtrip.py."""
 
 from __future__ import annotations
 
@@ -12,63 +13,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_support import ROOT, copy_project, init_dvc_repo, run_tool, tiny_params
+from pipeline_support import SINGLE_THREAD, checked, finished_projects, run_both, run_tool
 
-from msae.world.clip import builtin_weights_path
-
-SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Files that record how a run went rather than what it computed, and each tool's bookkeeping.
 NOT_RESULTS = ("results/logs/",)
 BOOKKEEPING = (".gitignore", ".snakemake_timestamp")
 EDITED_RUN = "topk"
 
 
-def world_clip(tmp_path_factory) -> str:
-    """The shipped world CLIP when its weights exist, else a seeded random one (the pipeline's
-    wiring, which is what is tested here, does not depend on the weights' quality)."""
-    if builtin_weights_path().is_file():
-        return "builtin"
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    from msae.world.clip import register_world_model
-
-    register_world_model()
-    torch.manual_seed(0)
-    model = open_clip.create_model("msae-world")
-    path = tmp_path_factory.mktemp("clip") / "random-world-clip.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return str(path)
-
-
-def make_project(tmp_path_factory, name: str, pretrained: str, runs: tuple[str, ...]) -> Path:
-    root = copy_project(tmp_path_factory.mktemp(name) / "project")
-    params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), pretrained, runs)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "blocklist.txt").write_text("")
-    return init_dvc_repo(root)
-
-
-def checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def run_both(tmp_path_factory, runs: tuple[str, ...]) -> tuple[Path, Path]:
-    """The tiny pipeline run by Snakemake in one copy and by `dvc repro` in another."""
-    pretrained = world_clip(tmp_path_factory)
-    by_snakemake = make_project(tmp_path_factory, "snakemake", pretrained, runs)
-    by_dvc = make_project(tmp_path_factory, "dvc", pretrained, runs)
-    checked(run_tool(["snakemake", "--cores", "1"], cwd=by_snakemake))
-    checked(run_tool(["dvc", "repro"], cwd=by_dvc, **SINGLE_THREAD))
-    return by_snakemake, by_dvc
-
-
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory):
-    """One run per variant (slow: about 70 jobs)."""
-    return run_both(tmp_path_factory, ("relu", "topk", "batchtopk", "matryoshka"))
+    """One run per variant, a PCA baseline and a second seed (slow: about 90 jobs)."""
+    return run_both(tmp_path_factory, ("relu", "topk", "batchtopk", "matryoshka"), extras=True)
 
 
 def result_hashes(root: Path) -> dict[str, str]:
@@ -94,29 +50,42 @@ def assert_identical_results(by_snakemake: Path, by_dvc: Path) -> None:
 
 def test_one_run_through_both_tools_gives_identical_results(tmp_path_factory):
     """The CI-sized check: one TopK run through every stage of both tools."""
-    assert_identical_results(*run_both(tmp_path_factory, ("topk",)))
+    assert_identical_results(*finished_projects(tmp_path_factory, ("topk",)))
+
+
+def test_logs_hold_each_result_and_no_progress_bar(tmp_path_factory):
+    for root in finished_projects(tmp_path_factory, ("topk",)):
+        logs = sorted((root / "results" / "logs").rglob("*.log"))
+        assert len(logs) >= 15
+        for log in logs:
+            text = log.read_text()
+            assert "\r" not in text and "it/s]" not in text, log  # bars stayed on the terminal
+            assert text.endswith("\n") and text.strip(), log  # ends with the command's result line
+        assert (root / "results/logs/report.log").read_text().splitlines()[-1].startswith("msae report: wrote")
+
+
+def test_report_links_the_concept_browser(tmp_path_factory):
+    by_snakemake, _ = finished_projects(tmp_path_factory, ("topk",))
+    report = by_snakemake / "results" / "report"
+    assert '<a href="browser/index.html">Open the concept browser</a>' in (report / "index.html").read_text()
+    assert (report / "browser" / "index.html").is_file()
+
+
+def test_dvc_metrics_are_the_headline_of_each_run(tmp_path_factory):
+    """One small file per run, nothing listed twice: `dvc metrics show` is one row per run."""
+    _, by_dvc = finished_projects(tmp_path_factory, ("topk",))
+    shown = json.loads(checked(run_tool(["dvc", "metrics", "show", "--json"], cwd=by_dvc)).stdout)
+    files = shown[""]["data"]
+    assert set(files) == {"results/report/headline/topk.json"}
+    headline = files["results/report/headline/topk.json"]["data"]
+    metrics = json.loads((by_dvc / "results/eval/topk/metrics.json").read_text())
+    assert headline["fvu"] == metrics["dense"]["fvu"] and headline["sparse_fvu"] == metrics["sparse"]["fvu"]
+    assert 5 <= len(headline) <= 8
 
 
 @pytest.mark.slow
 def test_one_run_per_variant_through_both_tools_gives_identical_results(projects):
     assert_identical_results(*projects)
-
-
-@pytest.mark.slow
-def test_sync_after_snakemake_records_outputs_without_rerunning(projects):
-    by_snakemake, _ = projects
-    checked(run_tool(["msae", "sync", "--after", "snakemake"], cwd=by_snakemake))
-    status = checked(run_tool(["dvc", "status", "--json"], cwd=by_snakemake))
-    assert json.loads(status.stdout) == {}
-    assert ran_stages(checked(run_tool(["dvc", "repro"], cwd=by_snakemake, **SINGLE_THREAD)).stdout) == set()
-
-
-@pytest.mark.slow
-def test_sync_after_dvc_marks_outputs_up_to_date(projects):
-    _, by_dvc = projects
-    checked(run_tool(["msae", "sync", "--after", "dvc"], cwd=by_dvc))
-    dry = checked(run_tool(["snakemake", "--cores", "1", "--dry-run"], cwd=by_dvc))
-    assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
 @pytest.mark.slow
@@ -128,14 +97,13 @@ def test_editing_one_run_reruns_only_that_run(projects):
     params = yaml.safe_load((by_dvc / "params.yaml").read_text())
     params["runs"][EDITED_RUN]["k"] = 6
     (by_dvc / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = checked(run_tool(["dvc", "repro"], cwd=by_dvc, **SINGLE_THREAD)).stdout
-    per_run = {"train", "evaluate", "concepts", "probe_similarity", "probe_bias"}
-    assert ran_stages(output) == {f"{stage}@{EDITED_RUN}" for stage in per_run} | {"report", "check_params"}
+    ran = ran_stages(checked(run_tool(["dvc", "repro"], cwd=by_dvc, **SINGLE_THREAD)).stdout)
+    assert {f"train@{EDITED_RUN}", f"evaluate@{EDITED_RUN}", "report"} <= ran
+    others = {s for s in ran - {"report", "check_params"} if s.partition("@")[2].split("-")[0] != EDITED_RUN}
+    assert not others, others  # every other job is a job of the edited run
 
     diff = json.loads(checked(run_tool(["dvc", "metrics", "diff", "--json"], cwd=by_dvc)).stdout)
-    assert f"results/eval/{EDITED_RUN}/metrics.json" in diff
-    assert "results/report/summary.json" in diff
-    assert not any(f"results/eval/{run}/" in key for key in diff for run in params["runs"] if run != EDITED_RUN)
+    assert set(diff) == {f"results/report/headline/{EDITED_RUN}.json"}  # the other runs did not change
 
 
 @pytest.mark.slow

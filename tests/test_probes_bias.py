@@ -213,3 +213,63 @@ def test_spurious_argument_errors():
 def test_spurious_value_maps_to_its_colour_latent(bias_runs):
     result, _ = bias_runs["bias_train"]
     assert result.concepts[B.spurious_index(result)].latent == colour_latent("red")
+
+
+def _celeba_style(store: EmbeddingSet) -> EmbeddingSet:
+    """The planted store as CelebA lays it out: attributes are yes/no columns named after the
+    attribute (attr_Star = the target, attr_Red_Color the spurious one, attr_Blue_Color another)
+    and the concepts' names are no attribute value (their attribute is "")."""
+    colour, shape = store.columns["attr_color"].to_numpy(), store.columns["attr_shape"].to_numpy()
+    yes_no = {
+        "attr_Star": shape == "star",
+        "attr_Red_Color": colour == "red",
+        "attr_Blue_Color": colour == "blue",
+    }
+    columns = pd.DataFrame({k: np.where(v, "yes", "no") for k, v in yes_no.items()})
+    return EmbeddingSet(store.ids, store.embeddings, store.meta, columns)
+
+
+def test_yes_no_columns_infer_the_present_value_and_match_its_concept():
+    """Issue 13 item 3: on yes/no columns the "no" of the spurious column ties with its "yes" and,
+    first in sorted order, won: no concept is named "no", so the spurious concept was never found
+    (old code: value "no", spurious_index None, no spurious_rank in the summary)."""
+    train = _celeba_style(biased_store(2000, 0.9, seed=1, split="bias_train"))
+    test = _celeba_style(biased_store(1000, None, seed=2, split="test"))
+    y_train = B.binary_target(train, "attr_Star", None, "train")
+    y_test = B.binary_target(test, "attr_Star", None, "test")
+    found = B.infer_spurious(train, y_train, "attr_Star")
+    assert (found.column, found.value) == ("attr_Red_Color", "yes")
+    assert found.rate_positive > 0.85 and found.rate_negative < 0.1
+    assert found.names == ("red color", "red") and found.attribute == ""  # "color" is in another column
+    table = latents_table().assign(attribute="")  # CelebA names belong to no attr_* value
+    candidates = resolve_concepts(ALL_CONCEPTS, table, N_LATENTS)
+    result = B.analyse(planted_sae(), train, test, y_train, y_test, candidates, spurious=found, seed=0)
+    summary = B.summary(result, len(train), len(test), "abs_dp")
+    assert result.concepts[B.spurious_index(result)].latent == colour_latent("red")
+    assert summary["spurious_rank"] == 1.0 and summary["spurious_flip_rate_anti"] > 0.2
+    # the groups follow the association of the present value: a star without red is anti-correlated
+    star, red = y_test == 1, test.columns["attr_Red_Color"].to_numpy() == "yes"
+    np.testing.assert_array_equal(result.groups["anti"], star != red)
+
+
+def test_rank_by_flip_rate_ranks_each_concepts_own_effects():
+    """Beyond sortedness: each ranked concept carries its own effects (an independent float64
+    decode-and-score), ties go to the lower latent, and the flip rates differ."""
+    sae = planted_sae()
+    train = biased_store(600, 0.9, seed=1, split="bias_train")
+    test = biased_store(300, None, seed=2, split="test")
+    candidates = resolve_concepts(ALL_CONCEPTS, latents_table(), N_LATENTS)
+    result = B.analyse(sae, train, test, _labels(train), _labels(test), candidates, rank_by="flip_rate")
+    assert sorted(k.latent for k in result.concepts) == sorted(k.latent for k in candidates)
+    latents = [k.latent for k in result.concepts]
+    everyone = np.ones(len(test), bool)
+    want = _explicit_effects(sae, result.probe, test.embeddings, latents, "set", np.zeros(len(latents)), everyone)
+    got = result.effects["all"]
+    np.testing.assert_allclose(got["dp"], want[:, 0], atol=1e-6)
+    np.testing.assert_allclose(got["abs_dp"], want[:, 1], atol=1e-6)
+    np.testing.assert_allclose(got["flip_rate"], want[:, 2], atol=1e-12)
+    # the order: flip rate descending, then latent ascending, from the independent values
+    expected = sorted(range(len(latents)), key=lambda i: (-want[i, 2], latents[i]))
+    assert expected == list(range(len(latents)))
+    assert len(set(np.round(want[:, 2], 12))) >= 3  # several distinct flip rates: the order means something
+    assert got["flip_rate"][0] > 0

@@ -10,6 +10,7 @@ from PIL import Image
 from probes_planted import biased_store, grid_store, latents_table, write_sae, write_store
 
 from msae.cli import main
+from msae.identity import identity_block
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,8 @@ def test_similarity_writes_neighbours_strips_curves_and_summary(files, tmp_path)
     )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
+    identity = summary.pop("identity")  # the hashes of what it was computed from (msae.identity)
+    assert identity == identity_block(files["sae"], embeddings=files["grid"], concepts=files["latents"])
     assert all(isinstance(v, (int, float)) for v in summary.values())
     assert summary["red_concept_frac_top"] >= 0.8 and summary["green_concept_frac_top"] >= 0.8
     neighbours = json.loads((out / "neighbours.json").read_text())

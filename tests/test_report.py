@@ -20,8 +20,11 @@ from PIL import Image
 from msae.cli import main as cli_main
 from msae.config.report import ReportConfig
 from msae.errors import MsaeError
-from msae.report import build_report
+from msae.identity import IDENTITY_KEY, run_identity
+from msae.layout import MODEL_FILE
+from msae.report import build_report, load_runs
 from msae.report.collect import RunResults
+from msae.report.page import index_page
 from msae.report.table import DENSE_COLUMNS, build_rows, format_number
 
 RUNS = {  # name -> (variant, config extras)
@@ -32,8 +35,8 @@ RUNS = {  # name -> (variant, config extras)
 }
 N_LATENTS = 128
 PATH_KEYS = (
-    "l0",
-    "l0_std",
+    "l0_zero_fraction",
+    "l0_zero_fraction_std",
     "active",
     "active_std",
     "fvu",
@@ -49,8 +52,8 @@ PATH_KEYS = (
 def _path_block(rng: np.random.Generator) -> dict[str, float]:
     l0 = float(rng.uniform(0.5, 0.99))
     return {
-        "l0": l0,
-        "l0_std": float(rng.uniform(0, 0.05)),
+        "l0_zero_fraction": l0,
+        "l0_zero_fraction_std": float(rng.uniform(0, 0.05)),
         "active": (1 - l0) * N_LATENTS,
         "active_std": float(rng.uniform(0, 3)),
         "fvu": float(rng.uniform(0.001, 0.3)),
@@ -73,6 +76,8 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
         sae.mkdir(parents=True)
         ev.mkdir(parents=True)
         (sae / "config.json").write_text(json.dumps({"variant": variant, "d": 32, "n_latents": N_LATENTS, **extra}))
+        (sae / MODEL_FILE).write_bytes(f"tensors of {name}".encode())  # hashed, never loaded, by the report
+        identity = {IDENTITY_KEY: {"sae": run_identity(sae)}}  # every result says which SAE it is of
         steps = np.arange(0, 200, 10)
         pd.DataFrame(
             {
@@ -80,7 +85,7 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
                 "epoch": steps // 100,
                 "loss": np.exp(-steps / 80) + 0.01 * (i + 1),
                 "fvu": np.exp(-steps / 60) * 0.5 + 0.01,
-                "l0": 8.0,
+                "active": 8.0,
                 "dead_fraction": np.linspace(0.0, 0.1 * i, len(steps)),
                 "lr": 1e-3,
             }
@@ -102,13 +107,14 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
             "lp_acc_orig": 0.9,
             "lp_acc_recon": 0.85,
             "zeroshot_retained": float(rng.uniform(0.8, 1.0)),
+            **identity,
         }
         if i != 1:  # one run without retrieval, as when no captions were given
             metrics["recall5_retained"] = float(rng.uniform(0.8, 1.0))
         (ev / "metrics.json").write_text(json.dumps(metrics))
         ks = extra.get("nesting", [16, 32, 64, 128])
         prog = pd.DataFrame([{**_path_block(rng), "k": k} for k in ks])
-        prog["l0"] = 1 - np.array(ks) / N_LATENTS
+        prog["l0_zero_fraction"] = 1 - np.array(ks) / N_LATENTS
         prog["active"] = np.array(ks, dtype=float)
         prog["fvu"] = np.sort(prog["fvu"].to_numpy())[::-1]
         prog.to_csv(ev / "progressive.csv", index=False)
@@ -123,6 +129,7 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
                         "named_precision": 0.9,
                         "coverage": {"color": 1.0, "shape": 0.5},
                         "vocab": "x",
+                        **identity,
                     }
                 )
             )
@@ -133,7 +140,7 @@ def make_results(root: Path, seed: int = 0, with_extras: bool = True) -> dict[st
             for kind, png in (("similarity", "curves.png"), ("bias", "bias.png")):
                 d = root / "probes" / name / kind
                 d.mkdir(parents=True)
-                (d / "summary.json").write_text(json.dumps({"score": 0.8, "rank_of_planted": 1}))
+                (d / "summary.json").write_text(json.dumps({"score": 0.8, "rank_of_planted": 1, **identity}))
                 Image.new("RGB", (60, 40), (200, 100, 50)).save(d / png)
             Image.new("RGB", (60, 20)).save(root / "probes" / name / "similarity" / "strip_q0.png")
     return written
@@ -181,12 +188,12 @@ def parse_markdown_tables(text: str) -> dict[str, dict[str, dict[str, str]]]:
 
 def parse_cell(text: str) -> tuple[bool, list[float]]:
     bold = text.startswith("**") and text.endswith("**")
-    numbers = [float(x) for x in re.findall(r"-?\d*\.?\d+", text.strip("*"))]
+    numbers = [float(x) for x in re.findall(r"-?\d*\.?\d+(?:e[-+]?\d+)?", text.strip("*"))]
     return bold, numbers
 
 
 DENSE = {  # header -> (metrics path of mean, path of second number, decimals as printed, higher better)
-    "L0 ↑": (("dense", "l0"), ("dense", "l0_std"), 3, True),
+    "L0 (zero frac.) ↑": (("dense", "l0_zero_fraction"), ("dense", "l0_zero_fraction_std"), 3, True),
     "FVU ↓": (("dense", "fvu"), ("dense", "fvu_std"), 3, False),
     "CS ↑": (("dense", "cs"), ("dense", "cs_std"), 3, True),
     "LP(KL) ↓": (("lp_kl",), ("lp_kl_std",), None, False),
@@ -194,13 +201,13 @@ DENSE = {  # header -> (metrics path of mean, path of second number, decimals as
     "CKNNA ↑": (("dense", "cknna"), ("dense", "cknna_std"), 3, True),
     "DO ↓": (("do",), None, 3, False),
     "NDN ↓": (("ndn",), ("ndn_train",), 0, False),
-    "Active ↓": (("dense", "active"), ("dense", "active_std"), None, False),
+    "Active (count) ↓": (("dense", "active"), ("dense", "active_std"), None, False),
     "ZS ret. ↑": (("zeroshot_retained",), None, 3, True),
     "R@5 ret. ↑": (("recall5_retained",), None, 3, True),
 }
 SPARSE = {
-    "L0 ↑": (("sparse", "l0"), ("sparse", "l0_std"), 3, True),
-    "Active ↓": (("sparse", "active"), ("sparse", "active_std"), None, False),
+    "L0 (zero frac.) ↑": (("sparse", "l0_zero_fraction"), ("sparse", "l0_zero_fraction_std"), 3, True),
+    "Active (count) ↓": (("sparse", "active"), ("sparse", "active_std"), None, False),
     "FVU ↓": (("sparse", "fvu"), ("sparse", "fvu_std"), 3, False),
     "CS ↑": (("sparse", "cs"), ("sparse", "cs_std"), 3, True),
     "CKNNA ↑": (("sparse", "cknna"), ("sparse", "cknna_std"), 3, True),
@@ -307,11 +314,98 @@ def test_summary_json_is_flat_numbers_per_run(report):
         assert flat["sparse_cs"] == metrics[run]["sparse"]["cs"]
         assert flat["ndn_train"] == metrics[run]["ndn_train"]
         assert flat["train_steps"] == 190
+        assert flat["train_final_active"] == 8.0  # train_log.csv `active` (count), not the zero fraction
+        assert flat["dense_l0_zero_fraction"] == metrics[run]["dense"]["l0_zero_fraction"]
         assert "variant" not in flat
     assert summary["relu_l1"]["concepts_valid_concepts"] == 10
     assert summary["relu_l1"]["concepts_coverage_shape"] == 0.5
     assert summary["msae_rw"]["bias_rank_of_planted"] == 1
     assert summary["msae_rw"]["similarity_score"] == 0.8
+
+
+def test_index_says_which_l0_is_which_and_links_the_browser(report):
+    root, _, files = report
+    out = root / "report"
+    page = (out / "index.html").read_text()
+    assert "L0 (zero frac.)" in page and "what most SAE libraries call L0" in page  # which L0 is which
+    assert "concept browser" not in page  # built without --images: no browser to link
+    browser = out / "browser" / "index.html"
+    loaded = load_runs(root / "eval", root / "sae")
+    with_browser = index_page(loaded, out, {**files, "browser/index.html": browser})
+    assert '<a href="browser/index.html">Open the concept browser</a>' in with_browser
+
+
+def test_headline_per_run_is_all_dvc_compares(report):
+    """headline/<run>.json: the few numbers dvc.yaml declares as metrics, read back from the files."""
+    root, metrics, files = report
+    folder = root / "report" / "headline"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{run}.json" for run in RUNS)
+    valid = {"relu_l1": 10, "topk_k8": 15}  # the runs with a concepts summary
+    for run, m in metrics.items():
+        expected = {
+            "fvu": m["dense"]["fvu"],
+            "l0_zero_fraction": m["dense"]["l0_zero_fraction"],
+            "active": m["dense"]["active"],
+            "cs": m["dense"]["cs"],
+            "cknna": m["dense"]["cknna"],
+            "sparse_fvu": m["sparse"]["fvu"],
+            "zeroshot_retained": m["zeroshot_retained"],
+        }
+        if run in valid:
+            expected["valid_concepts"] = valid[run]
+        assert json.loads((folder / f"{run}.json").read_text()) == expected, run
+        assert files[f"headline/{run}.json"] == folder / f"{run}.json"
+    assert "headline/" not in (root / "report" / "index.html").read_text()  # data files, not page links
+
+
+def test_headline_of_a_run_no_longer_reported_is_removed(tmp_path):
+    make_results(tmp_path, with_extras=False)
+    build(tmp_path)
+    build(tmp_path, run_names=["topk_k8", "msae_rw"])
+    assert sorted(p.name for p in (tmp_path / "report" / "headline").iterdir()) == ["msae_rw.json", "topk_k8.json"]
+
+
+def test_headline_of_a_baseline_leaves_out_its_dense_path(tmp_path):
+    """A classic baseline's dense path (ReLU over its correlations) is not its coder: its headline
+    holds the sparse-path number only, while an SAE's keeps the dense ones."""
+    written = make_results(tmp_path, with_extras=False)
+    sae = tmp_path / "sae" / "relu_l1"
+    architecture = {"variant": "baseline", "d": 32, "n_latents": N_LATENTS, "method": "pca", "components": 64}
+    (sae / "config.json").write_text(json.dumps(architecture))
+    metrics = {**written["relu_l1"], "variant": "baseline", IDENTITY_KEY: {"sae": run_identity(sae)}}
+    (tmp_path / "eval" / "relu_l1" / "metrics.json").write_text(json.dumps(metrics))
+    build(tmp_path)
+    folder = tmp_path / "report" / "headline"
+    assert json.loads((folder / "relu_l1.json").read_text()) == {"sparse_fvu": metrics["sparse"]["fvu"]}
+    assert json.loads((folder / "topk_k8.json").read_text())["fvu"] == written["topk_k8"]["dense"]["fvu"]
+
+
+def test_caption_evaluations_seeds_and_stability_are_read_from_the_run_folders(tmp_path):
+    """results/eval/<run>/text_<split>/, seeds/<seed>/ and stability.json reach Table 2, the seeds
+    table and the stability column; a caption evaluation of another SAE is refused."""
+    written = make_results(tmp_path, with_extras=False)
+    ev = tmp_path / "eval" / "topk_k8"
+    text = {**written["topk_k8"], "dense": {**written["topk_k8"]["dense"], "fvu": 0.4321}}
+    (ev / "text_test").mkdir()
+    (ev / "text_test" / "metrics.json").write_text(json.dumps(text))
+    for seed, fvu in (("1", 0.25), ("2", 0.35)):
+        (ev / "seeds" / seed).mkdir(parents=True)
+        replica = {**written["topk_k8"], "dense": {**written["topk_k8"]["dense"], "fvu": fvu}}
+        (ev / "seeds" / seed / "metrics.json").write_text(json.dumps(replica))
+    stability = {"mean_cosine": 0.61, "mean_cosine_std": 0.01, "fraction_above": 0.123, "fraction_above_std": 0.004}
+    (ev / "stability.json").write_text(json.dumps(stability))
+    build(tmp_path)
+    tables = parse_markdown_tables((tmp_path / "report" / "table.md").read_text())
+    language = tables["Training modality: language (test captions) vs vision (the paper's Table 2)"]
+    assert list(language) == ["topk_k8"] and language["topk_k8"]["Lang. FVU ↓"].startswith(".432")
+    assert tables["Dense path (the paper's Table 1)"]["topk_k8"]["Stability ↑"] == ".123 ± .004"
+    seeds = tables["Seeds: mean ± std over seeds and dictionary stability"]["topk_k8"]
+    mean = np.mean([written["topk_k8"]["dense"]["fvu"], 0.25, 0.35])
+    assert seeds["Seeds"] == "3" and seeds["FVU ↓"].startswith(f"{mean:.3f}".lstrip("0"))
+    text["identity"] = {"sae": "0" * 64}
+    (ev / "text_test" / "metrics.json").write_text(json.dumps(text))
+    with pytest.raises(MsaeError, match=r"text_test/metrics\.json: computed from another sae"):
+        build(tmp_path)
 
 
 def test_figures_and_plot_data(report):
@@ -362,13 +456,16 @@ def test_run_without_metrics_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bad_inputs_name_the_file(tmp_path):
-    make_results(tmp_path, with_extras=False)
+    written = make_results(tmp_path, with_extras=False)
     (tmp_path / "eval" / "relu_l1" / "metrics.json").write_text("{not json")
     with pytest.raises(MsaeError, match=r"relu_l1/metrics\.json"):
         build(tmp_path)
     (tmp_path / "eval" / "relu_l1" / "metrics.json").write_text("{}")
+    with pytest.raises(MsaeError, match=r"relu_l1/metrics\.json: not a complete evaluation \(no variant, n_latents"):
+        build(tmp_path)
+    (tmp_path / "eval" / "relu_l1" / "metrics.json").write_text(json.dumps(written["relu_l1"]))
     pd.DataFrame({"step": [0], "loss": [1.0]}).to_csv(tmp_path / "sae" / "relu_l1" / "train_log.csv", index=False)
-    with pytest.raises(MsaeError, match=r"train_log\.csv: missing column\(s\) fvu, dead_fraction"):
+    with pytest.raises(MsaeError, match=r"train_log\.csv: missing column\(s\) fvu, active, dead_fraction"):
         build(tmp_path)
     with pytest.raises(MsaeError, match="given more than once"):
         build(tmp_path, run_names=["topk_k8", "topk_k8"])
@@ -403,7 +500,7 @@ def test_best_mark_follows_column_direction(cells):
             continue
         best_raw = min(raw[i] for i in present)
         assert {i for i in present if raw[i] == best_raw} <= marked  # exact winners always marked
-        shown = {i: tuple(float(x) for x in re.findall(r"\d*\.?\d+", column[i].text)) for i in present}
+        shown = {i: tuple(float(x) for x in re.findall(r"\d*\.?\d+(?:e[-+]?\d+)?", column[i].text)) for i in present}
         best_shown = min(shown.values())
         assert marked == {i for i in present if shown[i] == best_shown}  # ties as displayed share the mark
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from msae.cli import main as cli_main
 from msae.errors import MsaeError
+from msae.identity import run_identity
 from msae.report import load_runs
 from msae.report.browser import export_run, site, write_browser
 from msae.report.browser.activity import first_level, latent_activity
@@ -129,8 +130,9 @@ def world(tmp_path_factory) -> dict:
             "variant": sae.config.variant,
             "n_latents": D,
             "n_eval": n_images,
-            "dense": {"fvu": 0.5, "cs": 0.9, "l0": 0.5, "active": 8.0},
-            "sparse": {"fvu": 0.3, "cs": 0.95, "l0": 0.8, "active": 3.0},
+            "dense": {"fvu": 0.5, "cs": 0.9, "l0_zero_fraction": 0.5, "active": 8.0},
+            "sparse": {"fvu": 0.3, "cs": 0.95, "l0_zero_fraction": 0.8, "active": 3.0},
+            "identity": {"sae": run_identity(root / "sae" / name)},
         }
         (root / "eval" / name).mkdir(parents=True)
         (root / "eval" / name / "metrics.json").write_text(json.dumps(metrics))
@@ -417,6 +419,7 @@ def test_comparison_explains_the_paths_before_the_tables(world):
     root = world["root"]
     page = (root / "browser" / "index.html").read_text()
     assert page.index(PATHS_NOTE.split(":")[0]) < page.index('<table class="results"')
+    assert "what most SAE libraries call L0" in page  # says which L0 is which
     assert page.index("Sparse path:") < page.index("Dense path:")
     linked = re.findall(r'<img src="(figures/[^"]+)"', page)
     i = [run.name for run in world["runs"]].index("alpha")

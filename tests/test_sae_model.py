@@ -203,17 +203,6 @@ def test_decoder_rows_have_unit_norm_after_every_step(variant, kw):
         torch.testing.assert_close(model.W_dec.detach().norm(dim=1), torch.ones(model.config.n_latents))
 
 
-def test_auxk_gives_dead_latents_a_gradient_only_when_on():
-    for alpha, expect_grad in ((0.0, False), (0.5, True)):
-        model = _model("topk", k=2, auxk_alpha=alpha, auxk_k=4)
-        with torch.no_grad():
-            model.b_enc[16:] += 100.0  # latents 0..15 never win the top-k (but can be positive)
-        dead = torch.zeros(model.config.n_latents, dtype=torch.bool)
-        dead[:16] = True
-        model.objective(torch.randn(64, 8), dead).loss.backward()
-        assert bool(model.W_enc.grad[:, :16].any()) == expect_grad
-
-
 @pytest.mark.parametrize("mode", ["rms", "paper"])
 def test_scale_factor_matches_numpy_and_rms_gives_norm_sqrt_d(mode):
     x = np.random.default_rng(3).standard_normal((500, 12)) * 4 + 1

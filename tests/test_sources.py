@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def test_manifest_columns_and_relative_paths(tmp_path, suffix):
     files = write_images(tmp_path / "imgs", ["a.png", "b.png", "c.png"])
     frame = pd.DataFrame(
         {
-            "path": ["imgs/a.png", str(files[1]), "imgs/c.png"],
+            "path": ["imgs/a.png", "imgs/../imgs/b.png", "imgs/c.png"],
             "label": ["x", "y", "x"],
             "caption": ["one", "two", "three"],
             "attr_color": ["red", "blue", "red"],
@@ -78,7 +80,7 @@ def test_manifest_columns_and_relative_paths(tmp_path, suffix):
     path = tmp_path / f"m{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
     cat = open_source("manifest", path)
-    assert cat.ids == ["imgs/a.png", str(files[1]), "imgs/c.png"]
+    assert cat.ids == ["imgs/a.png", "imgs/../imgs/b.png", "imgs/c.png"]
     assert [Path(r.file) for r in cat.images] == [f.resolve() for f in files]
     assert cat.columns["text"].tolist() == ["one", "two", "three"]
     assert cat.columns["attr_color"].tolist() == ["red", "blue", "red"]
@@ -109,6 +111,49 @@ def test_manifest_explicit_ids_and_errors(tmp_path):
         open_source("manifest", path)
     with pytest.raises(MsaeError, match="m.json.*not found"):
         open_source("manifest", tmp_path / "m.json")
+
+
+@pytest.mark.parametrize("outside", ["../../../../../../../../etc/passwd", "/etc/passwd", "imgs/../../x.png"])
+def test_manifest_paths_outside_its_folder_are_refused(tmp_path, outside):
+    """A manifest cannot make msae read files its author did not put beside it (issue 14)."""
+    files = write_images(tmp_path / "data" / "imgs", ["a.png"])
+    path = tmp_path / "data" / "m.csv"
+    pd.DataFrame({"path": ["imgs/a.png", outside]}).to_csv(path, index=False)
+    with pytest.raises(MsaeError, match=rf"m.csv: data row 2: path '{re.escape(outside)}' is .* --allow-outside-root"):
+        open_source("manifest", path)
+    cat = open_source("manifest", path, allow_outside=True)  # the explicit option accepts it as written
+    assert Path(cat.images[0].file) == files[0].resolve()
+    assert Path(cat.images[1].file) == Path(os.path.normpath(tmp_path / "data" / outside))
+
+
+def test_world_and_celeba_paths_must_stay_under_the_root(tmp_path):
+    world = tmp_path / "world"
+    world.mkdir()
+    pd.DataFrame({"id": ["a"], "path": ["../secret.png"]}).to_parquet(world / "manifest.parquet")
+    with pytest.raises(MsaeError, match="manifest.parquet: data row 1: path '../secret.png' is outside"):
+        open_source("world", world)
+    celeba = tmp_path / "celeba"
+    (celeba / "img_align_celeba").mkdir(parents=True)
+    (celeba / "list_attr_celeba.txt").write_text("1\nMale\n../../x.jpg 1\n")
+    with pytest.raises(MsaeError, match="list_attr_celeba.txt: data row 1: path '../../x.jpg' is outside"):
+        open_source("celeba", celeba)
+
+
+@pytest.mark.parametrize("kind", ["terms", "classes"])
+def test_text_lists_that_are_not_utf8_name_the_file_and_byte(tmp_path, kind):
+    path = tmp_path / "list.txt"
+    path.write_bytes("red\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(MsaeError, match=r"list.txt: the .* is not UTF-8 text \(invalid continuation byte at byte 7"):
+        open_source(kind, path, modality="text")
+
+
+def test_manifest_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("path,caption\na.png,caf\xe9 noir\n".encode("latin-1"))
+    with pytest.raises(
+        MsaeError, match=r"m.csv: the manifest is not UTF-8 text \(invalid continuation byte at byte 22"
+    ):
+        open_source("manifest", path)
 
 
 # ---------------------------------------------------------------- webdataset

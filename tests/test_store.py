@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -82,7 +83,7 @@ def test_dimension_check_duplicates_and_missing_columns(tmp_path):
         store.read_embeddings(path, expect_dim=7)
     with pytest.raises(MsaeError, match="missing column"):
         store.read_embeddings(path, columns=["label"])
-    with pytest.raises(MsaeError, match="duplicate ids: item-0"):
+    with pytest.raises(MsaeError, match=r"duplicate ids \(1 occur more than once\): item-0"):
         store.write_embeddings(tmp_path / "d.parquet", ["item-0"] * 2, emb[:2], META)
     with pytest.raises(MsaeError, match="lacks split"):
         store.write_embeddings(tmp_path / "m.parquet", ids, emb, {k: v for k, v in META.items() if k != "split"})
@@ -135,3 +136,48 @@ def test_read_arrays_are_writable_for_torch(tmp_path):
     path = store.write_embeddings(tmp_path / "e.parquet", ids, emb, META)
     assert store.read_embeddings(path).embeddings.flags.writeable
     assert all(part.embeddings.flags.writeable for part in store.iter_embeddings(path, batch_rows=10))
+
+
+def _rewritten(path, tmp_path, change):
+    table = pq.read_table(path)
+    out = tmp_path / "other_tool.parquet"
+    pq.write_table(change(table), out)
+    return out
+
+
+@pytest.mark.parametrize("reader", ["read", "stream", "row_groups"])
+def test_every_reader_refuses_repeated_or_missing_ids_written_by_another_tool(tmp_path, reader):
+    """Rows are joined by id (captions, queries, shards): a repeat would pair the wrong rows."""
+    ids, emb = _data(n=6)
+    path = store.write_embeddings(tmp_path / "e.parquet", ids, emb, META, row_group_size=2)
+    read = {
+        "read": lambda p: store.read_embeddings(p),
+        "stream": lambda p: list(store.iter_embeddings(p, batch_rows=2)),
+        "row_groups": lambda p: list(store.iter_row_groups(p, [2, 1, 0])),
+    }[reader]
+    ids_repeated = _rewritten(path, tmp_path, lambda t: t.set_column(0, "id", pa.array([*ids[:5], ids[0]])))
+    with pytest.raises(MsaeError, match=r"other_tool.parquet: duplicate ids \(1 occur more than once\): item-0"):
+        read(ids_repeated)
+    ids_missing = _rewritten(path, tmp_path, lambda t: t.set_column(0, "id", pa.array([*ids[:4], None, ids[5]])))
+    with pytest.raises(MsaeError, match=r"other_tool.parquet: 1 row\(s\) have no id \(rows 4, 0-based\)"):
+        read(ids_missing)
+
+
+def test_null_embeddings_and_broken_metadata_are_refused_by_name(tmp_path):
+    ids, emb = _data(n=4, d=3)
+    path = store.write_embeddings(tmp_path / "e.parquet", ids, emb, META)
+
+    def null_row(table):
+        rows = table.column("embedding").to_pylist()
+        rows[2] = None
+        return table.set_column(1, "embedding", pa.array(rows, type=table.schema.field("embedding").type))
+
+    with pytest.raises(MsaeError, match=r"1 row\(s\) have no embedding \(null\), ids: item-2"):
+        store.read_embeddings(_rewritten(path, tmp_path, null_row))
+    for raw, message in (
+        (b"{oops", "metadata is not valid JSON"),
+        (b'"text"', "metadata must be a JSON object, found str"),
+    ):
+        broken = _rewritten(path, tmp_path, lambda t, raw=raw: t.replace_schema_metadata({b"msae": raw}))
+        with pytest.raises(MsaeError, match=f"other_tool.parquet: the 'msae' {message}"):
+            store.read_meta(broken)

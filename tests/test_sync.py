@@ -1,5 +1,6 @@
 """`msae sync` helpers: the recording command per direction and readable `dvc status` lines (the
-refusals against real projects are in test_pipeline_dag.py and test_pipeline_e2e.py)."""
+refusals against real projects are in test_pipeline_dag.py; every order of switching, end to end,
+in test_roundtrip.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from msae.sync import describe_dvc_status, sync, sync_command
 
 
 def test_sync_commands():
-    assert sync_command("snakemake") == [sys.executable, "-m", "dvc", "commit", "--force"]
+    # recording Snakemake's outputs must not rewrite them (a new mtime makes Snakemake rerun)
+    assert sync_command("snakemake") == [sys.executable, "-m", "dvc", "commit", "--force", "--no-relink", "--quiet"]
     assert sync_command("dvc")[:4] == [sys.executable, "-m", "snakemake", "--touch"]
     with pytest.raises(MsaeError, match="--after 'make'"):
         sync_command("make")

@@ -14,7 +14,7 @@ from sae_helpers import planted, write_store
 from safetensors.torch import load_file
 
 from msae.cli import main
-from msae.config.train import train_config
+from msae.config.train import scaled_lr, train_config
 from msae.errors import MsaeError
 from msae.sae import checkpoint, load
 from msae.train import lr_factor, train_sae
@@ -82,16 +82,17 @@ def test_cli_writes_the_checkpoint_directory_contract(data, tmp_path, capsys):
     assert config["d"] == 12 and config["n_latents"] == 48 and config["schema_version"] == 1
     assert config["data"]["path"] == str(data) and len(config["data"]["sha256"]) == 64
     assert config["data"]["model"] == "toy" and config["data"]["modality"] == "image"
-    assert isinstance(config["final_dead_latents"], int) and config["training"]["lr"] == 1e-4
+    assert isinstance(config["final_dead_latents"], int) and config["training"]["lr_rule"] == "scaled"
+    assert config["training"]["lr"] == scaled_lr(48, 2 * 6) == 0.02  # the default rule at n = 48, 12 steps
     with open(out / "train_log.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["step", "epoch", "loss", "fvu", "l0", "dead_fraction", "lr"]
+    assert list(rows[0]) == ["step", "epoch", "loss", "fvu", "active", "dead_fraction", "lr"]
     assert [int(r["step"]) for r in rows] == [3, 6, 9, 12]  # every 3 steps (6 steps per epoch)
-    assert all(np.isfinite(float(r[c])) for r in rows for c in ("loss", "fvu", "l0", "dead_fraction", "lr"))
+    assert all(np.isfinite(float(r[c])) for r in rows for c in ("loss", "fvu", "active", "dead_fraction", "lr"))
     sae = load(out)
     x = torch.randn(4, 12)
     assert sae.encode(x).shape == (4, 48) and sae.decode(sae.encode(x)).shape == (4, 12)
-    assert "trained matryoshka" in capsys.readouterr().out
+    assert "msae train: matryoshka SAE, 12 steps" in capsys.readouterr().out
 
 
 def test_training_reduces_the_loss_and_is_deterministic_for_a_seed(data, tmp_path):
@@ -104,7 +105,8 @@ def test_training_reduces_the_loss_and_is_deterministic_for_a_seed(data, tmp_pat
     with open(tmp_path / "a" / "train_log.csv") as handle:
         losses = [float(r["loss"]) for r in csv.DictReader(handle)]
     assert losses[-1] < 0.8 * losses[0]
-    assert first.steps == again.steps == 4 * 10 and other.final["l0"] <= 3
+    assert first.steps == again.steps == 4 * 10
+    assert other.final["active"] == 3.0  # TopK k=3: exactly 3 active latents in every sample
 
 
 @pytest.mark.parametrize("variant", ["topk", "batchtopk", "jumprelu"])
@@ -153,7 +155,8 @@ def test_streamed_training_matches_the_contract_and_is_deterministic(data, tmp_p
     ta, tb = _tensors(tmp_path / "a"), _tensors(tmp_path / "b")
     assert all(torch.equal(ta[n], tb[n]) for n in ta)
     device = _tensors(_train(data, tmp_path / "d").out)
-    torch.testing.assert_close(ta["mean"], device["mean"]) and torch.testing.assert_close(ta["scale"], device["scale"])
+    torch.testing.assert_close(ta["mean"], device["mean"])
+    torch.testing.assert_close(ta["scale"], device["scale"])
     assert json.loads((tmp_path / "a" / "config.json").read_text())["data"]["placement"] == "stream"
 
 
@@ -174,6 +177,19 @@ def test_lr_schedule_matches_the_reference_per_epoch_and_decays_per_step():
     assert all(b < a for a, b in zip(steps[80:], steps[81:]))
     warm = _schedule(epochs=10, warmup_steps=4)
     assert [lr_factor(t, 0, 10, warm) for t in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_default_learning_rate_rule():
+    """scaled: Gao et al.'s 2e-4*sqrt(2^14/n) from 10,000 steps on, times sqrt(10,000/steps)
+    below, capped at 0.02; paper: the paper's per-variant value; an explicit --lr always wins."""
+    assert scaled_lr(2**14, 10_000) == pytest.approx(2e-4) and scaled_lr(2**14, 50_000) == pytest.approx(2e-4)
+    assert scaled_lr(4096, 10_000) == pytest.approx(4e-4) and scaled_lr(4096, 2500) == pytest.approx(8e-4)
+    assert scaled_lr(256, 10) == 0.02
+    assert scaled_lr(24576, 22_000) == pytest.approx(2e-4 / 1.5**0.5)  # the paper's scale: ~1.6e-4
+    config = _schedule(epochs=10)
+    assert config.learning_rate(4096, 2500) == pytest.approx(8e-4)
+    assert _schedule(lr_rule="paper").learning_rate(4096, 1250) == 5e-4  # TopK's in the paper
+    assert _schedule(lr=3e-3, lr_rule="paper").learning_rate(4096, 1250) == 3e-3
 
 
 def _with_embeddings(source, target, x):

@@ -81,3 +81,14 @@ def test_vocab_command_writes_a_term_file(tmp_path, capsys):
     assert len(out.read_text().splitlines()) == 5
     assert main(["vocab", "--out", str(out), "--blocklist", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+def test_term_and_block_lists_that_are_not_utf8_name_the_file_and_byte(tmp_path):
+    path = tmp_path / "terms.txt"
+    path.write_bytes("red\nbleu cl\xe9\n".encode("latin-1"))
+    with pytest.raises(
+        MsaeError, match=r"terms.txt: the term file is not UTF-8 text \(invalid continuation byte at byte 11"
+    ):
+        read_term_file(path)
+    assert main(["vocab", "--out", str(tmp_path / "v.txt"), "--n-common", "0", "--blocklist", str(path)]) == 2
+    assert not (tmp_path / "v.txt").exists()

@@ -37,3 +37,14 @@ class Group:
 def single(model: type[StageConfig]) -> Callable[[], ConfigSpec]:
     """The spec factory of a one-model config."""
     return lambda: ConfigSpec.of(model)
+
+
+def action(name: str, model: type[StageConfig], help: str) -> Callable[[Callable[[Any], int | None]], Command]:
+    """Declare the decorated function as the `run` of the command `name` (an action of a `Group`)
+    whose options are those of the one config `model`."""
+    return lambda run: Command(name, help=help, spec=single(model), run=run)
+
+
+def single_action(group: str, order: int, command: Command) -> Group:
+    """A group with one action (e.g. `msae pipeline write`), described by the action's help."""
+    return Group(group, help=command.help, order=order, commands=(command,))

@@ -6,19 +6,22 @@ from msae.commands import Command, single
 from msae.config.evaluate import EvaluateConfig
 
 HELP = (
-    "evaluate a trained SAE on an embedding store: metrics.json (L0, FVU, CS, CKNNA, DO, NDN, LP, retention) "
-    "+ progressive.csv"
+    "evaluate a trained SAE on an embedding store: metrics.json (L0 zero fraction, active latents, FVU, CS, "
+    "CKNNA, DO, NDN, LP, retention) + progressive.csv"
 )
 
 
 def run(config: EvaluateConfig) -> int:
     from msae.evaluation import evaluate_run
 
-    metrics = evaluate_run(config).metrics
-    dense = metrics["dense"]
+    result = evaluate_run(config)
+    metrics, seconds = result.metrics, sum(result.seconds.values())
+    dense, sparse = metrics["dense"], metrics["sparse"]
     print(
-        f"wrote {config.out}/metrics.json: dense L0 {dense['l0']:.3f}, FVU {dense['fvu']:.4f}, CS {dense['cs']:.4f}, "
-        f"DO {metrics['do']:.4f}, NDN {metrics['ndn']}"
+        f"msae evaluate: wrote {config.out}/metrics.json in {seconds:.0f}s: dense FVU {dense['fvu']:.4g}, "
+        f"L0 zero fraction {dense['l0_zero_fraction']:.3f}, active {dense['active']:.1f}, CS {dense['cs']:.4f}, "
+        f"CKNNA {dense.get('cknna', float('nan')):.3f}; sparse FVU {sparse['fvu']:.4g}; DO {metrics['do']:.4f}, "
+        f"NDN {metrics['ndn']}"
     )
     return 0
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from msae.commands import Command, Group, single
+from msae.commands import Command, Group, action, single
 from msae.config.interop import ExportConfig, ImportConfig, OfficialImportConfig, PushConfig
 
 
+@action("official", OfficialImportConfig, "an official MSAE checkpoint (.pth, loaded weights-only)")
 def run_official(config: OfficialImportConfig) -> int:
     from msae.interop.official import import_official
 
@@ -21,7 +22,8 @@ def run_official(config: OfficialImportConfig) -> int:
     return 0
 
 
-def _import(kind: str):  # noqa: ANN202 - a command function
+def _import(kind: str, help: str) -> Command:
+    @action(kind, ImportConfig, help)
     def run(config: ImportConfig) -> int:
         if kind == "saelens":
             from msae.interop.saelens import import_saelens as convert
@@ -67,24 +69,9 @@ COMMANDS = (
         help="write an SAE of the official MSAE code, SAELens or sparsify as an msae run",
         order=96,
         commands=(
-            Command(
-                "official",
-                help="an official MSAE checkpoint (.pth, loaded weights-only)",
-                spec=single(OfficialImportConfig),
-                run=run_official,
-            ),
-            Command(
-                "saelens",
-                help="a SAELens SAE folder (cfg.json, sae_weights.safetensors)",
-                spec=single(ImportConfig),
-                run=_import("saelens"),
-            ),
-            Command(
-                "sparsify",
-                help="a sparsify SAE folder (cfg.json, sae.safetensors)",
-                spec=single(ImportConfig),
-                run=_import("sparsify"),
-            ),
+            run_official,
+            _import("saelens", "a SAELens SAE folder (cfg.json, sae_weights.safetensors)"),
+            _import("sparsify", "a sparsify SAE folder (cfg.json, sae.safetensors)"),
         ),
     ),
     Command(

@@ -4,10 +4,11 @@ the stage configs."""
 
 from __future__ import annotations
 
-from msae.commands import Command, Group, single
+from msae.commands import Group, action
 from msae.config.project import ParamsCheckConfig, ParamsSchemaConfig
 
 
+@action("check", ParamsCheckConfig, "validate a params file; exit 2 naming every bad key")
 def run_check(config: ParamsCheckConfig) -> int:
     from msae.pipeline.params import load_params
 
@@ -16,6 +17,7 @@ def run_check(config: ParamsCheckConfig) -> int:
     return 0
 
 
+@action("schema", ParamsSchemaConfig, "the JSON schema of params.yaml, generated from the stage configs")
 def run_schema(config: ParamsSchemaConfig) -> int:
     from msae.io import write_text_atomic
     from msae.pipeline.schema import schema_text
@@ -34,19 +36,6 @@ COMMANDS = (
         "params",
         help="check params.yaml (every key, range and cross-key rule) or print its JSON schema",
         order=5,
-        commands=(
-            Command(
-                "check",
-                help="validate a params file; exit 2 naming every bad key",
-                spec=single(ParamsCheckConfig),
-                run=run_check,
-            ),
-            Command(
-                "schema",
-                help="the JSON schema of params.yaml, generated from the stage configs",
-                spec=single(ParamsSchemaConfig),
-                run=run_schema,
-            ),
-        ),
+        commands=(run_check, run_schema),
     ),
 )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from msae.commands import Command, Group, single
+from msae.commands import action, single_action
 from msae.config.project import PipelineWriteConfig
 
 HELP = "write the Snakemake rules and dvc.yaml from the one table of stages"
 
 
+@action("write", PipelineWriteConfig, HELP)
 def run(config: PipelineWriteConfig) -> int:
     from msae.pipeline.write import write_pipeline
 
@@ -21,11 +22,4 @@ def run(config: PipelineWriteConfig) -> int:
     return 0
 
 
-COMMANDS = (
-    Group(
-        "pipeline",
-        help=HELP,
-        order=6,
-        commands=(Command("write", help=HELP, spec=single(PipelineWriteConfig), run=run),),
-    ),
-)
+COMMANDS = (single_action("pipeline", 6, run),)

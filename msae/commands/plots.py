@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from msae.commands import Command, Group, single
+from msae.commands import action, single_action
 from msae.config.project import PlotsTemplateConfig
 
 HELP = "write an HTML template with vega inlined so `dvc plots show` renders without internet"
 
 
+@action("template", PlotsTemplateConfig, HELP)
 def run(config: PlotsTemplateConfig) -> int:
     from msae.dvc_plots import write_offline_template
 
@@ -16,11 +17,4 @@ def run(config: PlotsTemplateConfig) -> int:
     return 0
 
 
-COMMANDS = (
-    Group(
-        "plots",
-        help=HELP,
-        order=95,
-        commands=(Command("template", help=HELP, spec=single(PlotsTemplateConfig), run=run),),
-    ),
-)
+COMMANDS = (single_action("plots", 95, run),)

@@ -19,7 +19,11 @@ def run_similarity(config: SimilarityConfig) -> int:
     configure_torch()
     summary = run(config)
     shown = {k: round(v, 3) for k, v in summary.items() if k.endswith("_mean") or k == "monotone_share"}
-    print(f"msae probe similarity: wrote {config.out} {shown}")
+    queries, concepts = int(summary["n_queries"]), int(summary["n_concepts"])
+    print(
+        f"msae probe similarity: {queries} queries x {concepts} concepts -> {config.out}; "
+        f"{shown or 'no ground truth to score the edits'}"
+    )
     return 0
 
 

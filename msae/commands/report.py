@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from msae.commands import Command, single
 from msae.config.report import ReportConfig
+from msae.layout import INDEX_FILE
 
 HELP = "build results/report: the paper's comparison table, Pareto plot, curves and an HTML page"
 
@@ -12,7 +13,8 @@ def run(config: ReportConfig) -> int:
     from msae.report import build_report
 
     files = build_report(config)
-    print(f"msae report: wrote {len(files)} files to {config.out} (open {config.out / 'index.html'})")
+    index = config.out / INDEX_FILE
+    print(f"msae report: wrote {len(files)} files to {config.out} (open {index})")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from msae.commands import Command, single
 from msae.config.project import SyncConfig
 
-HELP = "after `snakemake`: dvc commit -f; after `dvc repro`/`dvc pull`: snakemake --touch (checked first)"
+HELP = "after `snakemake`: dvc commit; after `dvc repro`/`dvc pull`: snakemake --touch (checked before and after)"
 
 
 def run(config: SyncConfig) -> int:
@@ -23,9 +23,11 @@ COMMANDS = (
         help=HELP,
         description=(
             "Switch orchestrators without recomputing. --after snakemake records Snakemake's outputs in "
-            "dvc.lock (`dvc commit -f`), refused while Snakemake has jobs left or a DVC output is missing. "
-            "--after dvc marks DVC's outputs up to date for Snakemake (`snakemake --touch`), refused while "
-            "`dvc status` is not clean or an output is missing."
+            "dvc.lock (`dvc commit --force --no-relink`: no result file is rewritten, so Snakemake stays "
+            "up to date), refused while Snakemake has jobs left or a DVC output is missing. --after dvc "
+            "marks DVC's outputs up to date for Snakemake (`snakemake --touch`), refused while `dvc status` "
+            "is not clean or an output is missing. Afterwards neither tool may have anything to do "
+            "(`dvc status` clean, no Snakemake job pending), else exit 2 naming what is left."
         ),
         spec=single(SyncConfig),
         run=run,

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 
-from msae.commands import Command, Group, single
+from msae.commands import Group, action
 from msae.config.world import ClipEvalConfig, ClipTrainingConfig, RenderConfig
 
 
+@action("render", RenderConfig, "render images, captions and the manifest Parquet")
 def run_render(config: RenderConfig) -> int:
     from msae.world.render import render_world
 
-    print(render_world(config))
+    manifest = render_world(config)
+    total = config.n_train + config.n_val + config.n_test + 2 * config.n_bias
+    print(f"msae world render: {total} images in {config.out} (manifest {manifest})")
     return 0
 
 
+@action("train-clip", ClipTrainingConfig, "train the world CLIP contrastively (ClipLoss, AdamW, warm-up + cosine)")
 def run_train(config: ClipTrainingConfig) -> int:
     from msae.world.train_clip import train_clip
 
@@ -23,6 +27,7 @@ def run_train(config: ClipTrainingConfig) -> int:
     return 0
 
 
+@action("eval-clip", ClipEvalConfig, "zero-shot attribute accuracy and image-caption recall on fresh held-out images")
 def run_eval(config: ClipEvalConfig) -> int:
     from msae.io import write_json_atomic
     from msae.world.quality import evaluate_world_clip
@@ -40,25 +45,6 @@ COMMANDS = (
         help="render the synthetic world, train and evaluate its tiny CLIP",
         description=__doc__ or "",
         order=10,
-        commands=(
-            Command(
-                "render",
-                help="render images, captions and the manifest Parquet",
-                spec=single(RenderConfig),
-                run=run_render,
-            ),
-            Command(
-                "train-clip",
-                help="train the world CLIP contrastively (ClipLoss, AdamW, warm-up + cosine)",
-                spec=single(ClipTrainingConfig),
-                run=run_train,
-            ),
-            Command(
-                "eval-clip",
-                help="zero-shot attribute accuracy and image-caption recall on fresh held-out images",
-                spec=single(ClipEvalConfig),
-                run=run_eval,
-            ),
-        ),
+        commands=(run_render, run_train, run_eval),
     ),
 )

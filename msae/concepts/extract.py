@@ -33,7 +33,8 @@ from msae.concepts.null import (
 from msae.concepts.validity import ValidityRule
 from msae.config.concepts import ConceptsConfig
 from msae.errors import MsaeError
-from msae.io import atomic_path, write_json_atomic
+from msae.identity import identity_block
+from msae.io import atomic_path, check_output, staged_dir, write_json_atomic
 from msae.layout import GALLERY_DIR, LATENTS_FILE, NAMES_FILE, SUMMARY_FILE
 from msae.sae.model import SparseAutoencoder
 from msae.store import EmbeddingSet, read_embeddings, read_meta, resolve_image_paths
@@ -187,10 +188,6 @@ def _write_galleries(out: Path, inputs: _Inputs, v: Assessment, config: Concepts
         )
         unreadable += render_page(entry, out / GALLERY_DIR / entry.filename)[1]
         entries.append(entry)
-    current = {e.filename for e in entries}
-    for stale in (out / GALLERY_DIR).glob("latent_*.png"):  # pages of an earlier run in this folder
-        if stale.name not in current:
-            stale.unlink()
     write_index(out, entries, f"Concepts of {config.sae.name}")
     return len(entries), unreadable
 
@@ -204,34 +201,36 @@ def extract_concepts(config: ConceptsConfig, budget: int = DEFAULT_BUDGET) -> di
         caption_alpha=config.caption_alpha,
         min_caption_rate=config.min_caption_rate,
     )
-    out = config.out
-    (out / SUMMARY_FILE).unlink(missing_ok=True)  # no stale done file while this run writes
+    check_output(config.out, folder=True)
     inputs = _load_inputs(config)
     v, null, chance = _decide(inputs, config, rule, budget)
     attributes, precision, truth = score_names(v.names, v.valid, v.activity.top_images, inputs.images.columns)
-    _write_tables(out, inputs, v, attributes, precision)
-    pages, unreadable = _write_galleries(out, inputs, v, config)
-    valid = v.valid
-    summary: dict[str, Any] = {
-        "valid_concepts": int(valid.sum()),
-        "n_latents": int(inputs.sae.config.n_latents),
-        "n_terms": int(len(inputs.terms)),
-        "n_images": int(len(inputs.images)),
-        "method": config.method,
-        "gap": config.gap,
-        "alive_latents": int((v.activity.active_count > 0).sum()),
-        "firing_latents": int(v.fires.sum()),
-        "distinct_latents": int(v.distinct.sum()),
-        "agreeing_latents": int(v.agrees.sum()),
-        "unique_valid_names": int(len({v.names[j] for j in np.flatnonzero(valid)})),
-        "null_threshold": null.threshold,
-        "distinctness": "match_z",
-        **chance.summary(),
-        "agreement": "captions" if inputs.captions is not None else "embeddings",
-        "galleries": pages,
-        "unreadable_images": int(unreadable),
-        **{f"rule_{k}": val for k, val in asdict(rule).items()},
-        **truth,
-    }
-    write_json_atomic(out / SUMMARY_FILE, summary)
+    identity = identity_block(config.sae, vocab=config.vocab, images=config.images, captions=config.captions)
+    # every file goes to a staging folder that replaces an earlier run's files only at the end
+    with staged_dir(config.out, SUMMARY_FILE, prune=(f"{GALLERY_DIR}/latent_*.png",)) as out:
+        _write_tables(out, inputs, v, attributes, precision)
+        pages, unreadable = _write_galleries(out, inputs, v, config)
+        valid = v.valid
+        summary: dict[str, Any] = {
+            "valid_concepts": int(valid.sum()),
+            "n_latents": int(inputs.sae.config.n_latents),
+            "n_terms": int(len(inputs.terms)),
+            "n_images": int(len(inputs.images)),
+            "method": config.method,
+            "gap": config.gap,
+            "alive_latents": int((v.activity.active_count > 0).sum()),
+            "firing_latents": int(v.fires.sum()),
+            "distinct_latents": int(v.distinct.sum()),
+            "agreeing_latents": int(v.agrees.sum()),
+            "unique_valid_names": int(len({v.names[j] for j in np.flatnonzero(valid)})),
+            "null_threshold": null.threshold,
+            "distinctness": "match_z",
+            **chance.summary(),
+            "agreement": "captions" if inputs.captions is not None else "embeddings",
+            "galleries": pages,
+            "unreadable_images": int(unreadable),
+            **{f"rule_{k}": val for k, val in asdict(rule).items()},
+            **truth,
+        }
+        write_json_atomic(out / SUMMARY_FILE, {**summary, "identity": identity})
     return summary

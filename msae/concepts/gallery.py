@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msae.io import atomic_path, write_text_atomic
+from msae.io import atomic_path, literal_text, write_text_atomic
 
 
 @dataclass
@@ -50,7 +50,13 @@ def _load(path: Path | None) -> np.ndarray | None:
 
 
 def render_page(entry: GalleryEntry, out_path: Path, columns: int = 4) -> tuple[Path, int]:
-    """Write one PNG grid; returns the path and the number of images that could not be read."""
+    """Write one PNG grid; returns the path and the number of images that could not be read.
+    Names and captions are drawn as written (a '$' in a term is not math)."""
+    with literal_text():
+        return _render_page(entry, out_path, columns)
+
+
+def _render_page(entry: GalleryEntry, out_path: Path, columns: int) -> tuple[Path, int]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,10 +92,12 @@ def render_page(entry: GalleryEntry, out_path: Path, columns: int = 4) -> tuple[
         f"frequency {100 * entry.frequency:.2f}% of images  ({status})",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    try:
+        fig.tight_layout(rect=(0, 0, 1, 0.96))
+        with atomic_path(out_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
     return out_path, missing
 
 

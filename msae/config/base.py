@@ -181,8 +181,8 @@ class ConfigError(MsaeError):
     def key_name(self, key: str) -> str:
         if self.where == "cli":
             return f"--{key}" if key else "options"
-        if self.where == "file":
-            return key or "(top level)"
+        if self.where == "file":  # a file (config.json) spells keys as field names: n_latents
+            return key.replace("-", "_") or "(top level)"
         return ".".join(part for part in (self.where, key) if part) or "(top level)"
 
     def render(self) -> str:

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, WithJsonSchema
 
 from msae.config.base import IntList, PathOption, StageConfig, device_option, opt
 
 NAMING, RULE, OUTPUT = "naming", "valid-concept rule", "galleries"
 Method = Literal["decoder", "decoder-projection", "activation"]
 Gap = Literal["center", "none"]
+# A path that the pipeline pastes into a quoted shell word (the report's `--images '${concepts.images}'`
+# in dvc.yaml): no quotes, no $, no backquote, no backslash, no control characters.
+SHELL_WORD = r"^[^'\"`$\\\x00-\x1f\x7f]+$"
+OPEN_UNIT: dict[str, Any] = {"gt": 0, "lt": 1}  # a quantile or a p-value: strictly between 0 and 1
+
+
+def _shell_word(value: Path) -> Path:
+    if not re.fullmatch(SHELL_WORD, str(value)):
+        raise ValueError("must not contain quotes, $, `, \\ or control characters (it goes into a shell command line)")
+    return value
+
+
+ShellSafePath = Annotated[
+    PathOption, AfterValidator(_shell_word), WithJsonSchema({"type": "string", "pattern": SHELL_WORD})
+]
 
 
 class ConceptsConfig(StageConfig):
@@ -18,7 +37,7 @@ class ConceptsConfig(StageConfig):
 
     sae: PathOption = opt(help="trained SAE directory (config.json, model.safetensors)")
     vocab: PathOption = opt(help="vocabulary store from `msae embed --source terms` (same backbone as the SAE's data)")
-    images: PathOption = opt(help="image embedding store (path, optional text and attr_* columns)")
+    images: ShellSafePath = opt(help="image embedding store (path, optional text and attr_* columns)")
     captions: PathOption | None = opt(
         None, "caption store with the image ids; default: the image store's text column if any"
     )
@@ -45,8 +64,7 @@ class ConceptsConfig(StageConfig):
         "valid only if the name's match_z (its match with the latent, standardised per "
         "term over random latents drawn inside the data's span) reaches this quantile of "
         "random in-span latents'",
-        gt=0,
-        lt=1,
+        **OPEN_UNIT,
         group=RULE,
     )
     null_samples: int = opt(
@@ -61,8 +79,7 @@ class ConceptsConfig(StageConfig):
     caption_alpha: float = opt(
         0.01,
         "with captions: the name must occur in the top captions above its base rate, binomial p <= this",
-        gt=0,
-        lt=1,
+        **OPEN_UNIT,
         group=RULE,
     )
     min_caption_rate: float = opt(

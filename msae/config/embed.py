@@ -67,6 +67,11 @@ class EmbedConfig(BackboneOptions):
         0.01, "fail (writing no output) when more than this fraction of images is unreadable", ge=0, le=1
     )
     chunk_size: int = opt(4096, "rows per resumable chunk in OUT.parts/", ge=1)
+    allow_outside_root: bool = opt(
+        False,
+        "world/manifest/celeba: accept image paths that are absolute or lead outside the folder of the "
+        "manifest (by default such a row is refused, so a table cannot make msae read arbitrary files)",
+    )
 
 
 class GatherConfig(StageConfig):

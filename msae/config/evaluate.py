@@ -1,10 +1,11 @@
-"""`msae evaluate` and `msae stability`: metrics of one trained SAE, and of two seeds' overlap."""
+"""`msae evaluate` and `msae stability`: metrics of one trained SAE, and the overlap of several seeds."""
 
 from __future__ import annotations
 
 from pydantic import model_validator
 
 from msae.config.base import ConfigError, PathList, PathOption, StageConfig, device_option, opt
+from msae.config.embed import Modality
 
 STORES, CKNNA, PROBE = "evaluation data", "CKNNA", "linear probe (LP)"
 
@@ -13,6 +14,12 @@ class EvalOptions(StageConfig):
     """What `evaluate` computes on a loaded SAE: the evaluation data and the metric options."""
 
     embeddings: PathOption = opt(help="evaluation embedding store (Parquet)", group=STORES)
+    modality: Modality | None = opt(
+        None,
+        "the modality --embeddings must hold; default: the one the SAE was trained on (give the other "
+        "for a cross-modal evaluation, the paper's Table 2)",
+        group=STORES,
+    )
     probe_train: PathOption | None = opt(
         None, "labelled store (column 'label') the linear probe for LP(KL)/LP(agreement) is trained on", group=STORES
     )
@@ -61,32 +68,39 @@ class EvaluateConfig(EvalOptions):
 
 
 class StabilityConfig(StageConfig):
-    """Seed stability: match the decoder atoms of two SAEs one to one (Hungarian)."""
+    """Seed stability (Paulo & Belrose 2025): match the decoder atoms of every pair of SAEs one to
+    one (Hungarian) and report the mean matched cosine and the share of atoms matched above a
+    threshold, averaged over all pairs."""
 
-    runs: PathList = opt((), "the two SAE directories (or use --sae-a/--sae-b)", positional=True, metavar="RUN")
+    runs: PathList = opt(
+        (), "the SAE directories, two or more (or use --sae-a/--sae-b)", positional=True, metavar="RUN"
+    )
     sae_a: PathOption | None = opt(None, "first SAE directory")
     sae_b: PathOption | None = opt(None, "second SAE directory")
-    threshold: float = opt(0.9, "a matched pair counts as shared above this cosine", ge=-1, le=1)
+    threshold: float = opt(
+        0.7, "a matched pair of atoms counts as shared above this cosine (0.7: Paulo & Belrose)", ge=-1, le=1
+    )
+    any_config: bool = opt(
+        False,
+        "compare runs that differ in more than the seed (default: refuse, so a stale or foreign run "
+        "is not counted as a seed)",
+    )
     out: PathOption = opt(help="output JSON, e.g. results/eval/<run>/stability.json")
 
     @model_validator(mode="after")
     def _two_runs(self) -> StabilityConfig:
-        if len(self.pair_candidates()) != 2:
+        if len(self.all_runs) < 2:
             raise ConfigError(
                 [
                     (
                         "runs",
-                        f"give exactly two SAE runs (positional RUN_A RUN_B or --sae-a/--sae-b), "
-                        f"got {len(self.pair_candidates())}",
+                        f"give two or more SAE runs (positional RUN... or --sae-a/--sae-b), got {len(self.all_runs)}",
                     )
                 ]
             )
         return self
 
-    def pair_candidates(self) -> list:
-        return [*self.runs, *(p for p in (self.sae_a, self.sae_b) if p is not None)]
-
     @property
-    def pair(self) -> tuple:
-        first, second = self.pair_candidates()
-        return first, second
+    def all_runs(self) -> list:
+        """--sae-a/--sae-b first (the pipeline gives the run itself as --sae-a), then RUN..."""
+        return [*(p for p in (self.sae_a, self.sae_b) if p is not None), *self.runs]

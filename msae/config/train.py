@@ -6,6 +6,7 @@ options of its variant, told apart by `variant`. The variant modules declare the
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Any, Literal
 
@@ -22,12 +23,19 @@ SAE, NORMALISATION, OPTIMISATION, LOGGING = (
     "logging and checkpoints",
 )
 Placement = Literal["auto", "device", "stream"]
+LrRule = Literal["scaled", "paper"]
+# The `scaled` learning-rate rule (docs in `scaled_lr`): Gao et al. (2024)'s fit for long runs,
+# raised for short runs and capped, each constant measured on planted dictionaries (see the note).
+GAO_LR, GAO_LATENTS = 2e-4, 2**14
+SHORT_RUN_STEPS = 10_000
+MAX_SCALED_LR = 0.02
 # The keys of `training` in config.json and of the resume fingerprint (everything that must match
 # for a resume to continue the same run; keep-checkpoint only decides what is kept).
 TRAINING_KEYS = (
     "epochs",
     "batch_size",
     "lr",
+    "lr_rule",
     "warmup_steps",
     "lr_schedule",
     "decay_fraction",
@@ -43,7 +51,19 @@ TRAINING_KEYS = (
 
 
 def _default_lrs() -> str:
-    return ", ".join(f"{v.name} {v.default_lr:g}" for v in variants.registry().values())
+    return ", ".join(f"{v.name} {v.default_lr:g}" for v in variants.trainable().values())
+
+
+def scaled_lr(n_latents: int, steps: int) -> float:
+    """The default peak learning rate: Gao et al. (2024)'s lr = 2e-4 * sqrt(2^14 / n), fitted on
+    runs of tens of thousands of steps, times sqrt(SHORT_RUN_STEPS / steps) for shorter runs
+    (Adam moves each weight by about lr per step, so a short run needs larger steps to travel as
+    far; on planted dictionaries the best rate fell with the run length, and at twice it runs of
+    ~1,000 steps diverged), at most MAX_SCALED_LR. The paper's per-variant values (tuned for ~20k
+    steps on millions of samples) leave short runs untrained; at the paper's scale (n = 24,576,
+    ~22k steps) this rule gives 1.6e-4, between its 1e-4 (Matryoshka) and 5e-4 (TopK)."""
+    factor = math.sqrt(max(1.0, SHORT_RUN_STEPS / max(steps, 1)))
+    return min(MAX_SCALED_LR, GAO_LR * math.sqrt(GAO_LATENTS / n_latents) * factor)
 
 
 class TrainCommon(StageConfig):
@@ -73,8 +93,13 @@ class TrainCommon(StageConfig):
     )
     epochs: int = opt(30, "passes over the data (the paper's: 30)", ge=1, pinned=True, group=OPTIMISATION)
     batch_size: int = opt(4096, "samples per step", ge=1, pinned=True, group=OPTIMISATION)
-    lr: float | None = opt(
-        None, f"peak learning rate; default per variant: {_default_lrs()}", gt=0, pinned=True, group=OPTIMISATION
+    lr: float | None = opt(None, "peak learning rate; default: set by --lr-rule", gt=0, pinned=True, group=OPTIMISATION)
+    lr_rule: LrRule = opt(
+        "scaled",
+        "the learning rate when --lr is not given: scaled = 2e-4*sqrt(2^14/n) (Gao et al. 2024), "
+        f"times sqrt({SHORT_RUN_STEPS}/steps) for shorter runs, at most {MAX_SCALED_LR:g}; "
+        f"paper = the paper's per variant: {_default_lrs()}",
+        group=OPTIMISATION,
     )
     warmup_steps: int = opt(0, "linear LR warmup steps", ge=0, group=OPTIMISATION)
     lr_schedule: Literal["step", "epoch"] = opt(
@@ -107,10 +132,12 @@ class TrainCommon(StageConfig):
     def kind(self) -> variants.Variant:
         return variants.get(self.variant)
 
-    @property
-    def base_lr(self) -> float:
-        """The learning rate used: --lr, else the paper's value for the variant."""
-        return self.lr if self.lr is not None else self.kind.default_lr
+    def learning_rate(self, n_latents: int, steps: int) -> float:
+        """The peak learning rate of a run of `steps` optimiser steps with `n_latents` latents:
+        --lr, else the --lr-rule's."""
+        if self.lr is not None:
+            return self.lr
+        return self.kind.default_lr if self.lr_rule == "paper" else scaled_lr(n_latents, steps)
 
     def architecture(self, d: int) -> SAEConfig:
         """The SAE this run trains on d-dimensional embeddings."""
@@ -131,7 +158,7 @@ def train_spec() -> ConfigSpec:
             __module__=__name__,
             variant=(Literal[kind.name], opt(help="SAE variant (activation and loss)", pinned=True, group=SAE)),  # type: ignore[arg-type]
         )
-        for kind in variants.registry().values()
+        for kind in variants.trainable().values()
     )
     return ConfigSpec(models, discriminator="variant")
 

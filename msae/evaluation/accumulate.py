@@ -1,5 +1,8 @@
 """Per-path accumulators of `msae evaluate`: one block of rows at a time, every metric of one
-encoding path (dense, sparse, a progressive k), and the shared inputs (probe, classes, captions)."""
+encoding path (dense, sparse, a progressive k), and the shared inputs (probe, classes, captions).
+
+Per-path keys: `l0_zero_fraction` is the paper's L0 (fraction of latents at zero, higher = sparser),
+`active` the number of active latents per sample (what SAE libraries call L0)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from msae.config.evaluate import EvalOptions
+from msae.evaluation.codes import Code
 from msae.metrics import alignment, linear_probe, reconstruction, retention, sparsity
 from msae.metrics.aggregate import RunningMoments
 from msae.sae.model import SparseAutoencoder
@@ -44,6 +48,8 @@ class Block:
     graph_x: alignment.KnnGraph | None = None  # k-NN of x, when CKNNA is estimated on this block
     probe_log_p: torch.Tensor | None = None
     class_index: torch.Tensor | None = None
+    dense_x_hat: torch.Tensor | None = None  # the dense path's work, reused by codes equal to it
+    dense_graph: alignment.KnnGraph | None = None
 
 
 @dataclass
@@ -67,22 +73,32 @@ class PathMetrics:
         self.activity = sparsity.LatentActivity(n_latents)
         self.cknna: list[float] = []
 
-    def update(self, ctx: Context, block: Block, z: torch.Tensor) -> None:
+    def update(self, ctx: Context, block: Block, code: Code) -> tuple[torch.Tensor, alignment.KnnGraph | None]:
+        """Add one block's metrics of one path; returns its reconstruction and latent k-NN graph.
+        A code equal to the dense path on this block (`code.same_as_dense`) reuses the dense
+        path's, once the caller has stored them in the block."""
         timer = ctx.timer
+        reuse = code.same_as_dense and block.dense_x_hat is not None
         with timer("decode"):
-            x_hat = ctx.sae.decode(z)
+            x_hat = block.dense_x_hat if reuse else code.decode(ctx.sae)
+        assert x_hat is not None
         x = block.x
         with timer("reconstruction"):
             self.moments["fvu"].update(reconstruction.fvu_per_sample(x, x_hat))
             self.moments["cs"].update(reconstruction.cosine_per_sample(x, x_hat))
             self.dataset_fvu.update(x, x_hat)
         with timer("sparsity"):
-            self.moments["l0"].update(sparsity.zero_fraction(z))
-            self.moments["active"].update(sparsity.active_count(z))
-            self.activity.update(z)
+            active = code.active()
+            self.moments["l0_zero_fraction"].update(sparsity.zero_fraction(active, code.n))
+            self.moments["active"].update(active)
+            self.activity.update(code.latent_counts())
+        graph_z = None
         if block.graph_x is not None:
             with timer("cknna"):
-                graph_z = alignment.knn_graph(z, ctx.options.cknna_k)
+                z = code.to_dense()
+                graph_z = (
+                    block.dense_graph if reuse and block.dense_graph else alignment.knn_graph(z, ctx.options.cknna_k)
+                )
                 self.cknna.append(alignment.cknna_from_graphs(x, z, block.graph_x, graph_z))
         if ctx.probe is not None and block.probe_log_p is not None:
             with timer("probe_eval"):
@@ -97,10 +113,11 @@ class PathMetrics:
         if ctx.class_embeddings is not None or ctx.captions is not None:
             with timer("retention"):
                 update_retention(ctx, block, x_hat, self.moments, "recon")
+        return x_hat, graph_z
 
     def result(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {}
-        for name in ("l0", "active", "fvu", "cs", "lp_kl", "lp_agree"):
+        for name in ("l0_zero_fraction", "active", "fvu", "cs", "lp_kl", "lp_agree"):
             if name in self.moments:
                 out[name], out[f"{name}_std"] = self.moments[name].mean, self.moments[name].std
         for name in ("lp_acc_recon", "zeroshot_acc_recon", "recall1_recon", "recall5_recon"):

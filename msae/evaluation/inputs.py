@@ -23,10 +23,15 @@ from msae.metrics.aggregate import RunningMoments
 from msae.sae.model import SparseAutoencoder
 
 
-def check_inputs(sae: SparseAutoencoder, embeddings: Path) -> tuple[dict[str, Any], int, list[str]]:
-    """The evaluation store's metadata, row count and columns, after checking it fits the SAE."""
+def check_inputs(
+    sae: SparseAutoencoder, embeddings: Path, modality: str | None = None
+) -> tuple[dict[str, Any], int, list[str]]:
+    """The evaluation store's metadata, row count and columns, after checking it fits the SAE and
+    holds `modality` (default: the modality the SAE was trained on)."""
     meta = store.read_meta(embeddings)
-    sae.require_compatible(meta, str(embeddings))
+    if modality is None and sae.record is not None and sae.record.data is not None:
+        modality = sae.record.data.modality
+    sae.require_compatible(meta, str(embeddings), modality=modality)
     n_rows = store.count_rows(embeddings)
     if n_rows == 0:
         raise MsaeError(f"{embeddings}: the evaluation set is empty (0 rows)")

@@ -3,8 +3,12 @@ the paper plus CLIP-native retention, on two paths:
 
 - dense: ReLU over all latents (what the paper's tables report);
 - sparse: the model's own inference activation (Matryoshka: its smallest nesting level);
-- progressive: the top-k of the dense latents for each k of the variant's grid (the official
-  score_topk protocol).
+- progressive: the top-k of the dense latents for each k of one grid shared by every variant
+  (16, 32, ... doubling up to n, plus n: the official score_topk grid), so curves compare at the
+  same k.
+
+Each block's pre-activations are computed once; top-k paths are decoded from their k entries per
+sample (msae.evaluation.codes), and a path equal to the dense one on a block reuses its work.
 
 Everything is computed in RAW embedding space. The store is read in record batches and processed
 in blocks of `cknna_batch` rows (one CKNNA estimate per full block, as the official code; a set
@@ -32,8 +36,10 @@ from msae import store
 from msae.config.evaluate import EvalOptions, EvaluateConfig
 from msae.errors import MsaeError
 from msae.evaluation.accumulate import Block, Context, PathMetrics, Timer, finite
+from msae.evaluation.codes import block_codes
 from msae.evaluation.inputs import block_originals, blocks, check_inputs, load_classes, pair_captions, train_probe
-from msae.io import write_json_atomic, write_text_atomic
+from msae.identity import identity_block
+from msae.io import check_output, staged_dir, write_json_atomic, write_text_atomic
 from msae.layout import METRICS_FILE, PROGRESSIVE_FILE
 from msae.metrics import alignment
 from msae.metrics.aggregate import RunningMoments
@@ -51,33 +57,26 @@ class Evaluation:
 
 
 def progressive_ks(sae: SparseAutoencoder) -> list[int]:
-    """The k grid of progressive recovery (the variant's)."""
-    return sae.kind.progressive_ks(sae.config.arch, sae.config.n_latents)
-
-
-def _path_plan(sae: SparseAutoencoder) -> tuple[dict[str, int | None | str], dict[str, str]]:
-    """Distinct encodings to compute ("dense", "sparse", "k=<k>") and, for each reported path
-    (sparse, dense, each progressive k), which encoding gives it. top-k of ReLU(a) with k = n is
-    the dense path, and where the variant's sparse path is a top-k it is reused at that k."""
+    """The k grid of progressive recovery, the same for every variant: 16, 32, ... doubling while
+    <= n, plus n."""
     n = sae.config.n_latents
-    encodings: dict[str, int | None | str] = {"dense": "dense", "sparse": None}
-    sparse_k = sae.kind.sparse_topk(sae.config.arch)
+    ks = [k for k in (16 * 2**i for i in range(64)) if k <= n]
+    return ks + [n] if not ks or ks[-1] != n else ks
+
+
+def _path_plan(sae: SparseAutoencoder, sparse_k: int | None) -> tuple[list[str], dict[str, str]]:
+    """Distinct codes to evaluate ("dense", "sparse", "k=<k>") and, for each reported path
+    (sparse, dense, each progressive k), which code gives it: top-k of ReLU(a) with k = n is the
+    dense path, and where the variant's sparse path is a top-k (at `sparse_k`) it is reused."""
+    n = sae.config.n_latents
+    encodings = ["dense", "sparse"]
     source = {"dense": "dense", "sparse": "sparse"}
     for k in progressive_ks(sae):
-        if k >= n:
-            source[f"k={k}"] = "dense"
-        elif k == sparse_k:
-            source[f"k={k}"] = "sparse"
-        else:
-            encodings[f"k={k}"] = k
-            source[f"k={k}"] = f"k={k}"
+        name = f"k={k}"
+        source[name] = "dense" if k >= n else "sparse" if k == sparse_k else name
+        if source[name] == name:
+            encodings.append(name)
     return encodings, source
-
-
-def _encode(sae: SparseAutoencoder, x: torch.Tensor, how: int | None | str) -> torch.Tensor:
-    if how == "dense":
-        return sae.encode_dense(x)
-    return sae.encode(x, k=how if isinstance(how, int) else None)
 
 
 def _prepare(
@@ -87,7 +86,7 @@ def _prepare(
     captions. Returns (context, evaluation metadata, rows, columns, class names)."""
     embeddings = options.embeddings
     device = sae.W_dec.device
-    eval_meta, n_rows, columns = check_inputs(sae, embeddings)
+    eval_meta, n_rows, columns = check_inputs(sae, embeddings, options.modality)
     ctx = Context(sae=sae, options=options, timer=timer)
     class_names: list[str] | None = None
     if options.probe_train is not None:
@@ -119,7 +118,9 @@ def evaluate(sae: SparseAutoencoder, options: EvalOptions, progress: bool = True
     with torch.no_grad():
         ctx, _, n_rows, columns, class_names = _prepare(sae, options, timer)
         wanted = ["label"] if "label" in columns and (ctx.probe is not None or class_names is not None) else []
-        encodings, source = _path_plan(sae)
+        sparse_k = sae.kind.sparse_topk(sae.config.arch)
+        encodings, source = _path_plan(sae, sparse_k)
+        ks = [int(name[2:]) for name in encodings if name.startswith("k=")]
         paths = {name: PathMetrics(sae.config.n_latents) for name in encodings}
         original: dict[str, RunningMoments] = defaultdict(RunningMoments)
         class_lookup = {name: i for i, name in enumerate(class_names or [])}
@@ -135,10 +136,12 @@ def evaluate(sae: SparseAutoencoder, options: EvalOptions, progress: bool = True
                 with timer("cknna"):
                     block.graph_x = alignment.knn_graph(block.x, options.cknna_k)
             block_originals(ctx, block, original, class_lookup, options.embeddings)
-            for name, how in encodings.items():
-                with timer("encode"):
-                    z = _encode(sae, block.x, how)
-                paths[name].update(ctx, block, z)
+            with timer("encode"):
+                codes = block_codes(sae, block.x, ks, sparse_k)
+            for name in encodings:  # "dense" first: codes equal to it reuse its work
+                x_hat, graph = paths[name].update(ctx, block, codes[name])
+                if name == "dense":
+                    block.dense_x_hat, block.dense_graph = x_hat, graph
         results = {name: acc.result() for name, acc in paths.items()}
         with timer("do"):
             do = decoder_orthogonality(sae.W_dec)
@@ -200,10 +203,12 @@ def _assemble(
 
 
 def write_outputs(result: Evaluation, out_dir: str | os.PathLike[str]) -> Path:
-    """progressive.csv, then metrics.json (the 'done' file), each atomically."""
+    """progressive.csv, then metrics.json (the 'done' file), staged: an earlier evaluation in
+    `out_dir` is replaced only once both are written."""
     out = Path(out_dir)
-    write_text_atomic(out / PROGRESSIVE_FILE, result.progressive.to_csv(index=False))
-    write_json_atomic(out / METRICS_FILE, result.metrics)
+    with staged_dir(out, METRICS_FILE) as stage:
+        write_text_atomic(stage / PROGRESSIVE_FILE, result.progressive.to_csv(index=False))
+        write_json_atomic(stage / METRICS_FILE, result.metrics)
     return out
 
 
@@ -212,9 +217,17 @@ def evaluate_run(config: EvaluateConfig) -> Evaluation:
     from msae.runtime import configure_torch, resolve_device, seed_everything
     from msae.sae import load
 
+    check_output(config.out, folder=True)
     configure_torch()
     seed_everything(config.seed)
     sae = load(config.sae, device=resolve_device(config.device))
     result = evaluate(sae, config)
+    result.metrics["identity"] = identity_block(  # the hashes of the SAE and the stores it was computed from
+        config.sae,
+        embeddings=config.embeddings,
+        probe_train=config.probe_train,
+        text_embeddings=config.text_embeddings,
+        class_embeddings=config.class_embeddings,
+    )
     write_outputs(result, config.out)
     return result

@@ -23,12 +23,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from msae.errors import MsaeError
-from msae.io import file_sha256, read_json_object
+from msae.io import atomic_path, file_sha256, read_json_object, staged_dir, write_json_atomic
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     import torch
 
     from msae.sae import SparseAutoencoder
@@ -129,10 +131,14 @@ def read_run(directory: str | os.PathLike[str]) -> tuple[Parts, dict[str, Any]]:
 
 def write_run(parts: Parts, out: str | os.PathLike[str], source: str, info: dict[str, Any]) -> Path:
     """Write `parts` as an msae run directory (model.safetensors, then config.json) with the
-    run-level keys `info` (e.g. `source`, `data`) beside the architecture."""
+    run-level keys `info` (e.g. `source`, `data`) beside the architecture; an older run in `out`
+    is replaced only once both files are written (msae.io.staged_dir)."""
     from msae.sae import save
 
-    return save(to_module(parts, source), out, info)
+    module = to_module(parts, source)
+    with staged_dir(out, CONFIG_FILE) as stage:
+        save(module, stage, info)
+    return Path(out)
 
 
 def import_info(
@@ -171,6 +177,48 @@ def import_info(
             "dataset": dataset or known.get("dataset"),
         }
     return info
+
+
+class Backbone(TypedDict, total=False):
+    """The options of an import that name the CLIP the SAE was trained on (see `import_info`)."""
+
+    model: str | None
+    pretrained: str | None
+    modality: str | None
+
+
+def import_directory(
+    fmt: str,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    read: Callable[[Path], tuple[Parts, dict[str, Any], dict[str, Any]]],
+    weights_file: str,
+    **backbone: Unpack[Backbone],
+) -> Path:
+    """`msae import FORMAT PATH --out DIR` for a directory format (SAELens, sparsify): PATH (a folder
+    or an hf:// spec) read by the format's `read` (Parts, carried run keys, details) and written as
+    an msae run whose source hash is that of `weights_file`."""
+    from msae.interop.hub import resolve
+
+    local = resolve(path)
+    parts, carried, details = read(local)
+    info = import_info(fmt, os.fspath(path), local / weights_file, details, carried=carried, **backbone)
+    return write_run(parts, out, str(path), info)
+
+
+def write_export(
+    out: str | os.PathLike[str], cfg_file: str, cfg: dict[str, Any], weights_file: str, tensors: dict[str, torch.Tensor]
+) -> Path:
+    """Write an export directory of a foreign format: the safetensors `weights_file`, then the JSON
+    `cfg_file`; an older export in `out` is replaced only once both are written."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    with staged_dir(out, cfg_file) as stage:
+        with atomic_path(stage / weights_file) as tmp:
+            save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp))
+        write_json_atomic(stage / cfg_file, cfg)
+    return out
 
 
 # --------------------------------------------------------------------- folding the preprocessing

@@ -20,7 +20,7 @@ LABELS = {  # metrics.json keys in reading order; other keys follow under their 
     "fvu_dataset": "FVU over the whole evaluation set",
     "cs": "cosine similarity of reconstruction and input",
     "cknna": "CKNNA alignment with the input",
-    "l0": "L0, fraction of latents at zero (higher is sparser)",
+    "l0_zero_fraction": "L0, fraction of latents at zero (higher is sparser)",
     "active": "active latents per input",
     "ndn": "latents never active on the evaluation set",
     "lp_kl": "linear probe KL, original vs reconstruction (lower is better)",

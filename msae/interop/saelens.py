@@ -19,25 +19,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from msae import interop
 from msae.errors import MsaeError
-from msae.interop import (
-    METADATA_KEY,
-    Folded,
-    Parts,
-    export_metadata,
-    fold,
-    import_info,
-    matching_metadata,
-    positive_int,
-    read_json,
-    read_run,
-    read_tensors,
-    restore,
-    write_run,
-)
-from msae.io import atomic_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 FORMAT = "saelens"
 CFG_FILE = "cfg.json"
@@ -64,10 +52,8 @@ def architecture(config: dict[str, Any]) -> dict[str, Any]:
 def export_saelens(sae_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
     """`msae export --format saelens --sae DIR --out OUT`: the run as a SAELens SAE mapping RAW
     embeddings to the same latents and reconstruction. float64 makes a round trip bit-exact."""
-    from safetensors.torch import save_file
-
-    parts, config = read_run(sae_dir)
-    folded = fold(parts, dtype)
+    parts, config = interop.read_run(sae_dir)
+    folded = interop.fold(parts, dtype)
     arch = architecture(parts.config)
     tensors = {"W_enc": folded.W_enc, "b_enc": folded.b_enc, "W_dec": folded.W_dec, "b_dec": folded.b_dec}
     if arch["architecture"] == "jumprelu":  # batchtopk's scalar threshold becomes one per latent
@@ -77,7 +63,7 @@ def export_saelens(sae_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     if arch["architecture"] == "topk":
         arch["rescale_acts_by_decoder_norm"] = False
     data = config.get("data") or {}
-    metadata = {"sae_lens_version": FORMAT_VERSION, METADATA_KEY: export_metadata(parts, config)}
+    metadata = {"sae_lens_version": FORMAT_VERSION, interop.METADATA_KEY: interop.export_metadata(parts, config)}
     if data.get("model"):
         metadata["model_name"] = data["model"]
     cfg = {
@@ -91,21 +77,17 @@ def export_saelens(sae_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         **arch,
         "metadata": metadata,
     }
-    out = Path(out)
-    with atomic_path(out / WEIGHTS_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    write_json_atomic(out / CFG_FILE, cfg)
-    return out
+    return interop.write_export(out, CFG_FILE, cfg, WEIGHTS_FILE, tensors)
 
 
-def read_saelens(directory: str | os.PathLike[str]) -> tuple[Parts, dict[str, Any], dict[str, Any]]:
+def read_saelens(directory: str | os.PathLike[str]) -> tuple[interop.Parts, dict[str, Any], dict[str, Any]]:
     """Parts of a SAELens SAE directory, the run keys its msae metadata carried, and the details
     worth recording. Older (pre-6) configs are read as SAELens itself reads them."""
     directory = Path(directory)
     cfg_path, weights_path = directory / CFG_FILE, directory / WEIGHTS_FILE
-    cfg = read_json(cfg_path)
+    cfg = interop.read_json(cfg_path)
     arch = _file_architecture(cfg, cfg_path)
-    d, n = positive_int(cfg, "d_in", cfg_path), positive_int(cfg, "d_sae", cfg_path)
+    d, n = interop.positive_int(cfg, "d_in", cfg_path), interop.positive_int(cfg, "d_sae", cfg_path)
     norm = cfg.get("normalize_activations", "none")
     if norm not in (None, False, "none"):
         raise MsaeError(
@@ -115,7 +97,7 @@ def read_saelens(directory: str | os.PathLike[str]) -> tuple[Parts, dict[str, An
     wanted = {"W_enc": (d, n), "b_enc": (n,), "W_dec": (n, d), "b_dec": (d,)}
     if arch["architecture"] == "jumprelu":
         wanted["threshold"] = (n,)
-    tensors = read_tensors(weights_path, wanted, optional=SCALING_KEYS)
+    tensors = interop.read_tensors(weights_path, wanted, optional=SCALING_KEYS)
     for key in SCALING_KEYS:
         if key in tensors and not bool((tensors.pop(key) == 1).all()):
             raise MsaeError(f"{weights_path}: {key} differs from 1; fold it into W_dec in SAELens first")
@@ -125,43 +107,24 @@ def read_saelens(directory: str | os.PathLike[str]) -> tuple[Parts, dict[str, An
     if arch["architecture"] == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
         norms = W_dec.norm(dim=1)  # SAELens's own fold: unit decoder rows, the norm moved into the encoder
         W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms[:, None]
-    folded = Folded(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
+    folded = interop.Folded(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
     threshold = tensors.get("threshold")
     fallback = _plain_config(arch, d, n, cfg)
     metadata = cfg.get("metadata")
-    meta = matching_metadata(
-        metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None, d, n, arch, architecture
+    meta = interop.matching_metadata(
+        metadata.get(interop.METADATA_KEY) if isinstance(metadata, dict) else None, d, n, arch, architecture
     )
     threshold = threshold.float() if threshold is not None else None
-    parts, carried = restore(folded, meta, fallback, threshold, str(cfg_path))
+    parts, carried = interop.restore(folded, meta, fallback, threshold, str(cfg_path))
     return parts, carried, {"architecture": arch["architecture"], "msae_metadata": meta is not None}
 
 
 def import_saelens(
-    path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    model: str | None = None,
-    pretrained: str | None = None,
-    modality: str | None = None,
+    path: str | os.PathLike[str], out: str | os.PathLike[str], **backbone: Unpack[interop.Backbone]
 ) -> Path:
     """`msae import saelens PATH --out DIR`: a SAELens SAE directory (or hf:// spec) as an msae
     run; an msae export comes back as the run it was, other SAEs as the plain variant they declare."""
-    from msae.interop.hub import resolve
-
-    local = resolve(path)
-    parts, carried, details = read_saelens(local)
-    info = import_info(
-        FORMAT,
-        os.fspath(path),
-        local / WEIGHTS_FILE,
-        details,
-        model=model,
-        pretrained=pretrained,
-        carried=carried,
-        modality=modality,
-    )
-    return write_run(parts, out, str(path), info)
+    return interop.import_directory(FORMAT, path, out, read_saelens, WEIGHTS_FILE, **backbone)
 
 
 def _file_architecture(cfg: dict[str, Any], where: Path) -> dict[str, Any]:

@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from msae import interop
 from msae.errors import MsaeError
-from msae.interop import (
-    METADATA_KEY,
-    Folded,
-    Parts,
-    export_metadata,
-    fold,
-    import_info,
-    matching_metadata,
-    positive_int,
-    read_json,
-    read_run,
-    read_tensors,
-    restore,
-    write_run,
-)
-from msae.io import atomic_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 FORMAT = "sparsify"
 CFG_FILE = "cfg.json"
@@ -53,11 +41,9 @@ def architecture(config: dict[str, Any]) -> dict[str, Any]:
 def export_sparsify(sae_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
     """`msae export --format sparsify --sae DIR --out OUT`: the run as a sparsify SparseCoder mapping
     RAW embeddings to the same latents and reconstruction. float64 makes a round trip bit-exact."""
-    from safetensors.torch import save_file
-
-    parts, config = read_run(sae_dir)
+    parts, config = interop.read_run(sae_dir)
     k = architecture(parts.config)["k"]
-    folded = fold(parts, dtype)
+    folded = interop.fold(parts, dtype)
     d, n = parts.config["d"], parts.config["n_latents"]
     tensors = {
         "encoder.weight": folded.W_enc.T,
@@ -77,63 +63,42 @@ def export_sparsify(sae_dir: str | os.PathLike[str], out: str | os.PathLike[str]
         "skip_connection": False,
         "transcode": False,
         "d_in": d,
-        METADATA_KEY: export_metadata(parts, config),
+        interop.METADATA_KEY: interop.export_metadata(parts, config),
     }
-    out = Path(out)
-    with atomic_path(out / WEIGHTS_FILE) as tmp:
-        save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp))
-    write_json_atomic(out / CFG_FILE, cfg)
-    return out
+    return interop.write_export(out, CFG_FILE, cfg, WEIGHTS_FILE, tensors)
 
 
-def read_sparsify(directory: str | os.PathLike[str]) -> tuple[Parts, dict[str, Any], dict[str, Any]]:
+def read_sparsify(directory: str | os.PathLike[str]) -> tuple[interop.Parts, dict[str, Any], dict[str, Any]]:
     """Parts of a sparsify SAE directory, the run keys its msae metadata carried, and the details
     worth recording."""
     directory = Path(directory)
     cfg_path, weights_path = directory / CFG_FILE, directory / WEIGHTS_FILE
-    cfg = read_json(cfg_path)
+    cfg = interop.read_json(cfg_path)
     for key, allowed in (("activation", "topk"), ("skip_connection", False), ("transcode", False)):
         if cfg.get(key, allowed) != allowed:
             raise MsaeError(f"{cfg_path}: {key}={cfg[key]!r} has no msae equivalent (msae reads {key}={allowed!r})")
-    d, k = positive_int(cfg, "d_in", cfg_path), positive_int(cfg, "k", cfg_path)
+    d, k = interop.positive_int(cfg, "d_in", cfg_path), interop.positive_int(cfg, "k", cfg_path)
     if cfg.get("num_latents"):
-        n = positive_int(cfg, "num_latents", cfg_path)
+        n = interop.positive_int(cfg, "num_latents", cfg_path)
     else:
-        n = d * positive_int(cfg, "expansion_factor", cfg_path)
+        n = d * interop.positive_int(cfg, "expansion_factor", cfg_path)
     if k > n:
         raise MsaeError(f"{cfg_path}: k={k} exceeds the {n} latents")
     wanted = {"encoder.weight": (n, d), "encoder.bias": (n,), "W_dec": (n, d), "b_dec": (d,)}
-    tensors = read_tensors(weights_path, wanted)
-    folded = Folded(
+    tensors = interop.read_tensors(weights_path, wanted)
+    folded = interop.Folded(
         W_enc=tensors["encoder.weight"].T, b_enc=tensors["encoder.bias"], W_dec=tensors["W_dec"], b_dec=tensors["b_dec"]
     )
-    meta = matching_metadata(cfg.get(METADATA_KEY), d, n, {"k": k}, architecture)
-    parts, carried = restore(folded, meta, {"variant": "topk", "d": d, "n_latents": n, "k": k}, None, str(cfg_path))
+    meta = interop.matching_metadata(cfg.get(interop.METADATA_KEY), d, n, {"k": k}, architecture)
+    parts, carried = interop.restore(
+        folded, meta, {"variant": "topk", "d": d, "n_latents": n, "k": k}, None, str(cfg_path)
+    )
     return parts, carried, {"k": k, "msae_metadata": meta is not None}
 
 
 def import_sparsify(
-    path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    model: str | None = None,
-    pretrained: str | None = None,
-    modality: str | None = None,
+    path: str | os.PathLike[str], out: str | os.PathLike[str], **backbone: Unpack[interop.Backbone]
 ) -> Path:
     """`msae import sparsify PATH --out DIR`: a sparsify SAE directory (one hookpoint, or an hf://
     spec) as an msae run; an msae export comes back as the run it was, others as TopK SAEs."""
-    from msae.interop.hub import resolve
-
-    local = resolve(path)
-    parts, carried, details = read_sparsify(local)
-    info = import_info(
-        FORMAT,
-        os.fspath(path),
-        local / WEIGHTS_FILE,
-        details,
-        model=model,
-        pretrained=pretrained,
-        carried=carried,
-        modality=modality,
-    )
-    return write_run(parts, out, str(path), info)
+    return interop.import_directory(FORMAT, path, out, read_sparsify, WEIGHTS_FILE, **backbone)

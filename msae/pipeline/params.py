@@ -47,9 +47,24 @@ class DataParams(PlainConfig):
     name: str = opt(help="dataset name: results/embeddings/<name>/<split>_<modality>.parquet", pattern=NAME)
     source: ImageSource = opt(help="`msae embed --source` of the images")
     root: str = opt(help="`msae embed --root` of the images", min_length=1, pattern=SAFE_TEXT)
-    train: str = opt(help="split the SAEs are trained on", pattern=SPLIT)
     images: tuple_of(SplitName) = opt(help="splits whose images are embedded", min_length=1)  # type: ignore[valid-type]
-    captions: tuple_of(SplitName) = opt((), "splits whose captions are embedded (image->text retrieval)")  # type: ignore[valid-type]
+    captions: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
+        (), "splits whose captions are embedded (text-trained runs, image->text retrieval, language metrics)"
+    )
+    language: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
+        (),
+        "caption splits every run is also evaluated on (language metrics, the paper's Table 2; "
+        "`evaluate_text:` options); each must be in captions",
+    )
+
+
+class StabilityParams(PlainConfig):
+    """Seed stability: which runs are trained again at which extra seeds (msae reseed), and the
+    cosine above which `msae stability` counts two matched atoms as shared."""
+
+    runs: tuple_of(Name) = opt((), "runs trained again at each of `seeds` (only the seed changes)")  # type: ignore[valid-type]
+    seeds: tuple_of(Annotated[int, Field(ge=0)]) = opt((), "the extra seeds (besides each run's own)")  # type: ignore[valid-type]
+    threshold: float = opt(0.7, "`msae stability --threshold`: shared above this cosine", ge=-1, le=1)
 
 
 class ShardParams(PlainConfig):
@@ -59,7 +74,7 @@ class ShardParams(PlainConfig):
 
 
 # Sections of params.yaml that are not option sections: the shape of the pipeline.
-SHAPE: dict[str, type[PlainConfig]] = {"data": DataParams, "embed": ShardParams}
+SHAPE: dict[str, type[PlainConfig]] = {"data": DataParams, "embed": ShardParams, "stability": StabilityParams}
 
 
 def _section_member(model: type[StageConfig], keys: set[str], discriminator: str | None) -> type[PlainConfig]:
@@ -174,7 +189,7 @@ def _model_problems(params: dict[str, Any]) -> list[str]:
                     "not starting with a digit), e.g. topk_k8"
                 )
                 continue
-            key, message = describe_error(error, tuple(variants.registry()))
+            key, message = describe_error(error, tuple(variants.trainable()))
             out.append(f"{key or '(top level)'}: {message}")
         return out
     return []
@@ -202,6 +217,18 @@ def _values(stage: Stage, params: Mapping[str, Any]) -> Iterator[dict[str, str]]
             yield dict(zip(expansion.variables, (a, b), strict=True))
 
 
+def wired(template: str, params: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
+    """A wired option's value: the params or expansion value itself when the template is one
+    `{name}` (so numbers stay numbers), else the filled-in text."""
+    from msae.pipeline.render import TOKEN
+
+    whole = TOKEN.fullmatch(template)
+    if whole is not None and "{" not in whole.group(1):
+        name = whole.group(1)
+        return values[name] if name in values else lookup(params, name)
+    return fill(template, params, values)
+
+
 def fill(template: str, params: Mapping[str, Any], values: Mapping[str, str]) -> str:
     """A stage template with its variables and params paths replaced by values."""
     from msae.pipeline.render import TOKEN
@@ -227,8 +254,10 @@ def outputs(params: Mapping[str, Any]) -> set[str]:
 
 def _job_problems(params: dict[str, Any]) -> Iterator[str]:
     data = params["data"]
-    if data["train"] not in data["images"]:
-        yield f"data.train: split {data['train']!r} is not embedded (add it to data.images: {data['images']})"
+    for split in data.get("language", ()):
+        if split not in data.get("captions", ()):
+            yield f"data.language: split {split!r} has no caption store (add it to data.captions: {data.get('captions', [])})"
+    yield from _stability_problems(params)
     yield from _shard_problems(params["embed"]["shards"])
     made = outputs(params)
     for stage in STAGES:
@@ -241,13 +270,13 @@ def _stage_problems(
 ) -> Iterator[str]:
     """Build the job's config as its command line would; name the params key of each problem."""
     spec = stage.spec()
-    options: dict[str, Any] = {a.key: fill(a.template, params, values) for a in stage.args}
+    options: dict[str, Any] = {a.key: wired(a.template, params, values) for a in stage.args}
     for arg in stage.args:
         if arg.positional:  # a positional option takes a list of values
             options[arg.key] = [options[arg.key]]
     owner: dict[str, str] = {}
-    for section in stage.sections:
-        path = fill(section.path, params, values) if "{" in section.path else section.path
+    paths = [fill(s.path, params, values) if "{" in s.path else s.path for s in stage.sections]
+    for path in paths:
         for key, value in lookup(params, path).items():
             options[key], owner[key] = value, path
             if isinstance(value, str) and value.startswith(f"{layout.RESULTS}/") and value not in made:
@@ -261,8 +290,20 @@ def _stage_problems(
             stage.check(config, params)
     except ConfigError as exc:
         for key, message in exc.problems:
-            where = owner.get(key, stage.name)
+            where = owner.get(key, paths[0] if paths else stage.name)  # a missing key: the job's own section
             yield f"{where}.{key}: {message}"
+
+
+def _stability_problems(params: Mapping[str, Any]) -> Iterator[str]:
+    """Seeded runs must be runs, and an extra seed must not repeat the run's own."""
+    stability, runs = params["stability"], params["runs"]
+    for run in stability["runs"]:
+        if run not in runs:
+            yield f"stability.runs: {run!r} is not a run (one of: {', '.join(runs)})"
+        elif runs[run].get("seed") in stability["seeds"]:
+            yield f"stability.seeds: {runs[run]['seed']} is the own seed of runs.{run} (list the extra seeds)"
+    if len(set(stability["seeds"])) != len(stability["seeds"]):
+        yield f"stability.seeds: {stability['seeds']} lists a seed twice"
 
 
 def _shard_problems(shards: list[str]) -> Iterator[str]:

@@ -129,34 +129,35 @@ def _dvc_stage(stage: Stage) -> Iterator[str]:
     if deps:
         yield f"{pad}deps:"
         yield from (f"{pad}  - {d}" for d in deps)
-    metrics = [dvc_text(stage, d.template) for d in stage.deps if d.role == "metrics"]
-    if metrics:
-        yield f"{pad}metrics:"
-        for m in metrics:
-            yield f"{pad}  - {m}:"
-            yield f"{pad}      cache: false"
     outs = [dvc_text(stage, a.template) for a in stage.args if a.role in ("out", "dir")]
     outs += [dvc_text(stage, d.template) for d in stage.deps if d.role in ("out", "dir")]
     yield f"{pad}outs:"
     yield from (f"{pad}  - {o}" for o in outs)
+    # A stage's own metrics file is kept in git (readable diffs) but is not a DVC metric: the
+    # top-level `metrics:` (the report's headline per run) is, so no number is listed twice.
+    for m in (dvc_text(stage, d.template) for d in stage.deps if d.role == "metrics"):
+        yield f"{pad}  - {m}:"
+        yield f"{pad}      cache: false"
 
 
-DVC_HEADER = """\
+DVC_HEADER = f"""\
 # msae pipeline for DVC: the same jobs as the Snakefile, generated from one table of stages
 # (msae/pipeline/stages.py; tests/test_pipeline_dag.py proves both expand to the same commands,
-# inputs and outputs). Parameters come from params.yaml; `${section}` expands an option section
+# inputs and outputs). Parameters come from params.yaml; `${{section}}` expands an option section
 # into `--key value` options (lists repeat the option: .dvc/config sets parsing.list = append).
-# Run: `dvc repro`; compare runs: `dvc metrics diff`, `dvc plots show`.
+# Run: `dvc repro`; compare runs: `dvc metrics show | diff`, `dvc exp show`, `dvc plots show`.
 
+# One small file per run with its headline numbers (written by `msae report`); every number of
+# every run is in results/report/summary.json and results/eval/<run>/metrics.json.
 metrics:
-  - results/report/summary.json
+  - {layout.REPORT_HEADLINE}
 
 plots:  # templates in .dvc/plots/ colour each run; render offline: see docs/pipeline.md
   - results/report/pareto.csv:
       template: runs_scatter
       x: active
       y: fvu
-      x_label: "active latents per sample (L0)"
+      x_label: "active latents per sample (count; the paper's L0 is the zero fraction)"
       y_label: "FVU (fraction of variance unexplained)"
       title: "Sparsity vs reconstruction (per run and k)"
   - results/report/train_curves.csv:

@@ -14,32 +14,20 @@ Snakemake wildcards and Python expressions, or DVC `${...}` interpolation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from msae import layout
-from msae.config.base import ConfigSpec
+from msae.baselines.config import BaselineConfig
 from msae.config.concepts import ConceptsConfig
 from msae.config.embed import BackboneOptions, EmbedConfig, GatherConfig, VocabConfig
-from msae.config.evaluate import EvaluateConfig
+from msae.config.evaluate import EvaluateConfig, StabilityConfig
 from msae.config.probes import BiasConfig, SimilarityConfig
 from msae.config.report import ReportConfig
+from msae.config.reseed import ReseedConfig
 from msae.config.train import train_spec
 from msae.config.world import RenderConfig
-
-Role = Literal["in", "out", "dir", "value", "metrics"]
-
-
-@dataclass(frozen=True)
-class Expansion:
-    """How a stage is expanded: one job per key of a params mapping (`runs`), per item of a params
-    list (`data.images`), or per pair of two lists (a matrix)."""
-
-    variables: tuple[str, ...]
-    collections: tuple[str, ...]  # params paths, one per variable
-    mapping: bool = False  # a dict (DVC: foreach key/item) rather than a list
-
+from msae.pipeline.declare import Arg, Dep, Expansion, Report, Role, Section, Stage, spec_of
 
 RUNS = Expansion(("run",), ("runs",), mapping=True)
 WORLDS = Expansion(("world",), ("worlds",), mapping=True)
@@ -47,89 +35,6 @@ PROMPTS = Expansion(("prompt",), ("data.prompts",), mapping=True)
 IMAGE_SPLITS = Expansion(("split",), ("data.images",))
 CAPTION_SPLITS = Expansion(("split",), ("data.captions",))
 SHARDS = Expansion(("split", "shard"), ("data.images", "embed.shards"))
-
-
-@dataclass(frozen=True)
-class Section:
-    """A params.yaml section holding options of a command: `path` may contain the stage's
-    expansion variable (`runs.{run}`). `include` lists the option keys it may hold (default:
-    every option of `spec` not in `exclude`)."""
-
-    path: str
-    spec: Callable[[], ConfigSpec]
-    include: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
-
-    def keys(self) -> list[str]:
-        every = list(self.spec().fields())
-        chosen = every if self.include is None else [k for k in every if k in self.include]
-        return [k for k in chosen if k not in self.exclude]
-
-
-@dataclass(frozen=True)
-class Arg:
-    """A wired option: `--key template`, or the bare value for a `positional` option. `role` says
-    whether the value is a file the stage reads (in), writes (out, dir, metrics) or just a value;
-    `glob` keeps a shell glob unquoted."""
-
-    key: str
-    template: str
-    role: Role = "value"
-    glob: bool = False
-    positional: bool = False
-
-
-@dataclass(frozen=True)
-class Dep:
-    """An input or output that is not on the command line. `each` expands the template over every
-    value of a variable the stage itself is not expanded over (Snakemake lists them; DVC depends
-    on `dvc`, the folder that holds them). `stores` stands for every embedding store of the data
-    source (Snakemake lists them; DVC depends on their folder, the template)."""
-
-    template: str
-    name: str  # the Snakemake keyword of the input or output
-    role: Role = "in"
-    each: Expansion | None = None
-    dvc: str | None = None
-    stores: bool = False
-
-
-@dataclass(frozen=True)
-class Report:
-    """Where a Snakemake `--report` shows an output (category, caption file, gallery pattern)."""
-
-    category: str
-    caption: str
-    patterns: tuple[str, ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()
-    labels_function: str = ""  # a function of the Snakefile that labels each entry (e.g. by concept name)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    command: str
-    comment: str
-    spec: Callable[[], ConfigSpec]  # the command's config (the job's options are built with it)
-    args: tuple[Arg, ...]
-    sections: tuple[Section, ...] = ()
-    expansion: Expansion | None = None
-    deps: tuple[Dep, ...] = ()
-    torch: bool = False  # needs the GPU (one GPU job at a time locally) and all its threads
-    report: Report | None = None
-    report_output: str = ""  # which output the report entry wraps
-    check: Callable[[Any, Mapping[str, Any]], None] | None = None  # a rule that needs the whole params file
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return self.expansion.variables if self.expansion else ()
-
-    def log(self) -> str:
-        return layout.log_file(self.name, *(f"{{{v}}}" for v in self.variables))
-
-
-def _of(model: type) -> Callable[[], ConfigSpec]:
-    return lambda: ConfigSpec.of(model)
 
 
 def _run_fits_backbone(config: Any, params: Mapping[str, Any]) -> None:
@@ -144,43 +49,119 @@ def _run_fits_backbone(config: Any, params: Mapping[str, Any]) -> None:
 DATA = "{data.name}"
 STORES = Dep(layout.embeddings_dir(DATA), "stores", stores=True)
 EMBED_WIRED = ("source", "root", "split", "modality", "template", "dataset", "shard", "out", "model", "pretrained")
-BACKBONE = Section("backbone", _of(BackboneOptions))
-EMBED_OPTIONS = Section("embed.options", _of(EmbedConfig), exclude=EMBED_WIRED)
-PROMPT = Section("data.prompts.{prompt}", _of(EmbedConfig), include=("root", "template"))
+BACKBONE = Section("backbone", spec_of(BackboneOptions))
+EMBED_OPTIONS = Section("embed.options", spec_of(EmbedConfig), exclude=EMBED_WIRED)
+PROMPT = Section("data.prompts.{prompt}", spec_of(EmbedConfig), include=("root", "template"))
 SAE = Arg("sae", layout.sae_dir("{run}"), "in")
+SPLIT_SOURCE = (Arg("source", "{data.source}"), Arg("root", "{data.root}", "in"), Arg("split", "{split}"))
+
+BASELINES = Expansion(("baseline",), ("baselines",), mapping=True)
+BASELINE = layout.baseline_name("{baseline}")  # the run name of a baseline: results/sae/baseline-<name>
+SEEDED = Expansion(("run",), ("stability.runs",))
+REPLICAS = Expansion(("run", "seed"), ("stability.runs", "stability.seeds"))
+SEEDED_REPLICAS = Expansion(("seeded", "seed"), ("stability.runs", "stability.seeds"))
+LANGUAGE = Expansion(("run", "split"), ("runs", "data.language"))
+WIRED_EVAL = ("sae", "out", "modality")  # set by each evaluation stage, never in params.yaml
+EVAL_OPTIONS = Section("evaluate", spec_of(EvaluateConfig), exclude=WIRED_EVAL)
+
+
+def _metrics(directory: str, role: Role = "out") -> tuple[Dep, Dep]:
+    """The files `msae evaluate --out DIRECTORY` writes (metrics.json last)."""
+    return (
+        Dep(f"{directory}/{layout.METRICS_FILE}", "metrics", role),
+        Dep(f"{directory}/{layout.PROGRESSIVE_FILE}", "progressive", "out"),
+    )
+
+
+def _evaluate(
+    name: str, comment: str, sae: str, out: str, expansion: Expansion, modality: str = "image", **extra: Any
+) -> Stage:
+    """An `msae evaluate` job per run (or replica, or baseline) with the `evaluate:` options. The
+    modality of its store is stated, so a caption-trained run is evaluated on images and an
+    image-trained one on captions (the paper's Table 2) on purpose, never by mistake."""
+    return Stage(
+        name,
+        "evaluate",
+        comment,
+        spec=spec_of(EvaluateConfig),
+        args=(Arg("sae", sae, "in"), *extra.pop("args", ()), Arg("modality", modality), Arg("out", out)),
+        sections=extra.pop("sections", (EVAL_OPTIONS,)),
+        expansion=expansion,
+        torch=True,
+        deps=(STORES, *_metrics(out, extra.pop("role", "out"))),
+        **extra,
+    )
+
+
+def _concepts(name: str, comment: str, run: str, expansion: Expansion, **extra: Any) -> Stage:
+    return Stage(
+        name,
+        "concepts",
+        comment,
+        spec=spec_of(ConceptsConfig),
+        args=(
+            Arg("sae", layout.sae_dir(run), "in"),
+            Arg("vocab", layout.VOCAB_STORE, "in"),
+            Arg("out", layout.concepts_dir(run), "dir"),
+        ),
+        sections=(Section("concepts", spec_of(ConceptsConfig), exclude=("sae", "vocab", "out")),),
+        expansion=expansion,
+        torch=True,
+        deps=(STORES,),
+        **extra,
+    )
+
+
+def _each(template: str, name: str, expansion: Expansion, dvc: str) -> Dep:
+    return Dep(template, name, each=expansion, dvc=dvc)
+
+
+def _evaluations(directory: str, prefix: str, expansion: Expansion) -> tuple[Dep, Dep]:
+    """The report's inputs from every `msae evaluate --out DIRECTORY` of an expansion (DVC: the
+    evaluations folder)."""
+    return tuple(  # type: ignore[return-value]
+        _each(f"{directory}/{name}", f"{prefix}{name.split('.')[0]}", expansion, layout.EVAL_ROOT)
+        for name in (layout.METRICS_FILE, layout.PROGRESSIVE_FILE)
+    )
+
+
+def _embed(name: str, comment: str, *args: Arg, **extra: Any) -> Stage:
+    """An `msae embed` job (a source through the CLIP backbone) with the `backbone` and `embed.options` sections."""
+    sections = extra.pop("sections", (BACKBONE, EMBED_OPTIONS))
+    return Stage(name, "embed", comment, spec=spec_of(EmbedConfig), args=args, sections=sections, torch=True, **extra)
+
+
+def _sectioned(name: str, command: str, comment: str, spec: Any, out: Arg, section: str, **extra: Any) -> Stage:
+    """A stage whose options are one params.yaml section (every key but the wired `out`)."""
+    return Stage(
+        name, command, comment, spec=spec, args=(out,), sections=(Section(section, spec, exclude=("out",)),), **extra
+    )
+
 
 STAGES: tuple[Stage, ...] = (
-    Stage(
+    _sectioned(
         "world",
         "world render",
         "The offline world: `msae world render` per entry of `worlds:`.",
-        spec=_of(RenderConfig),
-        args=(Arg("out", layout.world_dir("{world}"), "dir"),),
-        sections=(Section("worlds.{world}", _of(RenderConfig), exclude=("out",)),),
+        spec_of(RenderConfig),
+        Arg("out", layout.world_dir("{world}"), "dir"),
+        "worlds.{world}",
         expansion=WORLDS,
     ),
-    Stage(
+    _embed(
         "embed_images",
-        "embed",
         "Image stores, one job per shard of each split in `data.images`.",
-        spec=_of(EmbedConfig),
-        args=(
-            Arg("source", "{data.source}"),
-            Arg("root", "{data.root}", "in"),
-            Arg("split", "{split}"),
-            Arg("dataset", DATA),
-            Arg("shard", "{shard}"),
-            Arg("out", layout.shard_store(DATA, "{split}", "{shard}"), "out"),
-        ),
-        sections=(BACKBONE, EMBED_OPTIONS),
+        *SPLIT_SOURCE,
+        Arg("dataset", DATA),
+        Arg("shard", "{shard}"),
+        Arg("out", layout.shard_store(DATA, "{split}", "{shard}"), "out"),
         expansion=SHARDS,
-        torch=True,
     ),
     Stage(
         "gather_images",
         "gather",
         "The shards of each image split, gathered into one store.",
-        spec=_of(GatherConfig),
+        spec=spec_of(GatherConfig),
         args=(
             Arg("out", layout.image_store(DATA, "{split}"), "out"),
             Arg("shards", layout.shard_dir(DATA, "{split}") + "/*/*.parquet", glob=True, positional=True),
@@ -195,125 +176,165 @@ STAGES: tuple[Stage, ...] = (
             ),
         ),
     ),
-    Stage(
+    _embed(
         "embed_captions",
-        "embed",
         "Caption stores of the splits in `data.captions` (same ids as the images).",
-        spec=_of(EmbedConfig),
-        args=(
-            Arg("source", "{data.source}"),
-            Arg("root", "{data.root}", "in"),
-            Arg("split", "{split}"),
-            Arg("modality", "text"),
-            Arg("dataset", DATA),
-            Arg("out", layout.text_store(DATA, "{split}"), "out"),
-        ),
-        sections=(BACKBONE, EMBED_OPTIONS),
+        *SPLIT_SOURCE,
+        Arg("modality", "text"),
+        Arg("dataset", DATA),
+        Arg("out", layout.text_store(DATA, "{split}"), "out"),
         expansion=CAPTION_SPLITS,
-        torch=True,
     ),
-    Stage(
+    _embed(
         "embed_prompts",
-        "embed",
         "Class-prompt stores (zero-shot classifiers), one per `data.prompts` entry.",
-        spec=_of(EmbedConfig),
-        args=(Arg("source", "classes"), Arg("dataset", DATA), Arg("out", layout.prompt_store(DATA, "{prompt}"), "out")),
+        Arg("source", "classes"),
+        Arg("dataset", DATA),
+        Arg("out", layout.prompt_store(DATA, "{prompt}"), "out"),
         sections=(PROMPT, BACKBONE, EMBED_OPTIONS),
         expansion=PROMPTS,
-        torch=True,
         deps=(Dep("{data.prompts.{prompt}.root}", "classes"),),
     ),
-    Stage(
-        "vocab",
-        "vocab",
-        "The naming vocabulary.",
-        spec=_of(VocabConfig),
-        args=(Arg("out", layout.VOCAB_TERMS, "out"),),
-        sections=(Section("vocab", _of(VocabConfig), exclude=("out",)),),
+    _sectioned(
+        "vocab", "vocab", "The naming vocabulary.", spec_of(VocabConfig), Arg("out", layout.VOCAB_TERMS, "out"), "vocab"
     ),
-    Stage(
+    _embed(
         "embed_vocab",
-        "embed",
         "The vocabulary's text embeddings (no prompt template, as the paper).",
-        spec=_of(EmbedConfig),
-        args=(
-            Arg("source", "terms"),
-            Arg("root", layout.VOCAB_TERMS, "in"),
-            Arg("dataset", "vocab"),
-            Arg("out", layout.VOCAB_STORE, "out"),
-        ),
-        sections=(BACKBONE, EMBED_OPTIONS),
-        torch=True,
+        Arg("source", "terms"),
+        Arg("root", layout.VOCAB_TERMS, "in"),
+        Arg("dataset", "vocab"),
+        Arg("out", layout.VOCAB_STORE, "out"),
     ),
-    Stage(
+    _sectioned(
         "train",
         "train",
-        "One SAE per entry of `runs:`.",
-        spec=train_spec,
-        args=(
-            Arg("embeddings", layout.image_store(DATA, "{data.train}"), "in"),
-            Arg("out", layout.sae_dir("{run}"), "dir"),
-        ),
-        sections=(Section("runs.{run}", train_spec, exclude=("embeddings", "out")),),
+        "One SAE per entry of `runs:`, on the store its `embeddings` names (images, captions, ...).",
+        train_spec,
+        Arg("out", layout.sae_dir("{run}"), "dir"),
+        "runs.{run}",
         expansion=RUNS,
         torch=True,
+        deps=(Dep("{runs.{run}.embeddings}", "embeddings"),),
         check=_run_fits_backbone,
     ),
+    _sectioned(
+        "baseline",
+        "baseline",
+        "Classic dictionary methods (`baselines:`), fitted as SAE run directories results/sae/baseline-<name>.",
+        spec_of(BaselineConfig),
+        Arg("out", layout.sae_dir(BASELINE), "dir"),
+        "baselines.{baseline}",
+        expansion=BASELINES,
+        deps=(Dep("{baselines.{baseline}.embeddings}", "embeddings"),),
+    ),
     Stage(
-        "evaluate",
-        "evaluate",
-        "Metrics of each run; the stores used are the `evaluate:` options.",
-        spec=_of(EvaluateConfig),
-        args=(SAE, Arg("out", layout.eval_dir("{run}"))),
-        sections=(Section("evaluate", _of(EvaluateConfig), exclude=("sae", "out")),),
-        expansion=RUNS,
+        "reseed",
+        "reseed",
+        "Seed stability: each run of `stability.runs` trained again at each of `stability.seeds`.",
+        spec=spec_of(ReseedConfig),
+        args=(SAE, Arg("seed", "{seed}"), Arg("out", layout.seed_dir("{run}", "{seed}"), "dir")),
+        expansion=REPLICAS,
         torch=True,
-        deps=(
-            STORES,
-            Dep(layout.metrics_file("{run}"), "metrics", "metrics"),
-            Dep(layout.progressive_file("{run}"), "progressive", "out"),
-        ),
+    ),
+    _evaluate(
+        "evaluate",
+        "Metrics of each run on the images; the stores used are the `evaluate:` options.",
+        layout.sae_dir("{run}"),
+        layout.eval_dir("{run}"),
+        RUNS,
+        role="metrics",
         report=Report("Metrics", "metrics.rst", labels=(("run", "{run}"), ("file", "metrics.json"))),
         report_output=layout.metrics_file("{run}"),
     ),
+    _evaluate(
+        "evaluate_text",
+        "Language metrics (the paper's Table 2): each run on the captions of each split in `data.language`.",
+        layout.sae_dir("{run}"),
+        layout.text_eval_dir("{run}", "{split}"),
+        LANGUAGE,
+        modality="text",
+        args=(Arg("embeddings", layout.text_store(DATA, "{split}"), "in"),),
+        sections=(Section("evaluate_text", spec_of(EvaluateConfig), exclude=WIRED_EVAL + ("embeddings",)),),
+    ),
+    _evaluate(
+        "evaluate_seed",
+        "Metrics of each seed replica on the images (`evaluate:` options).",
+        layout.seed_dir("{run}", "{seed}"),
+        layout.seed_eval_dir("{run}", "{seed}"),
+        REPLICAS,
+    ),
+    _evaluate(
+        "evaluate_baseline",
+        "Metrics of each classic baseline on the images (`evaluate:` options).",
+        layout.sae_dir(BASELINE),
+        layout.eval_dir(BASELINE),
+        BASELINES,
+    ),
     Stage(
-        "concepts",
+        "stability",
+        "stability",
+        "Decoder atoms of every pair of a run's seeds matched one to one (Paulo & Belrose 2025).",
+        spec=spec_of(StabilityConfig),
+        args=(
+            Arg("sae-a", layout.sae_dir("{run}"), "in"),
+            Arg("threshold", "{stability.threshold}"),
+            Arg("out", layout.stability_file("{run}"), "out"),
+            Arg("runs", layout.seed_dir("{run}", "*"), glob=True, positional=True),
+        ),
+        expansion=SEEDED,
+        # Every replica of every seeded run (a stability job reruns, in seconds, when another run's
+        # replicas change): what both tools can state without a per-run list (see the report).
+        deps=(_each(layout.seed_dir("{seeded}", "{seed}"), "replicas", SEEDED_REPLICAS, layout.SEEDS_ROOT),),
+    ),
+    _concepts(
         "concepts",
         "Named concepts of each run: names, valid latents, galleries.",
-        spec=_of(ConceptsConfig),
-        args=(SAE, Arg("vocab", layout.VOCAB_STORE, "in"), Arg("out", layout.concepts_dir("{run}"), "dir")),
-        sections=(Section("concepts", _of(ConceptsConfig), exclude=("sae", "vocab", "out")),),
-        expansion=RUNS,
-        torch=True,
-        deps=(STORES,),
+        "{run}",
+        RUNS,
         report=Report(
             "Concept galleries", "gallery.rst", patterns=("galleries/{name}.png",), labels_function="gallery_labels"
         ),
         report_output=layout.concepts_dir("{run}"),
     ),
+    _concepts("concepts_baseline", "Named concepts of each classic baseline.", BASELINE, BASELINES),
     *(
         Stage(
             f"probe_{probe}",
-            f"probe {probe}",
-            f"The {probe} probe of each run.",
-            spec=_of(spec),
+            f"probe {command}",
+            comment,
+            spec=spec_of(spec),
             args=(
                 SAE,
                 Arg("concepts", layout.latents_file("{run}")),
                 Arg("out", layout.probe_dir("{run}", probe), "dir"),
             ),
-            sections=(Section(f"probes.{probe}", _of(spec), exclude=("sae", "concepts", "out")),),
+            sections=(Section(f"probes.{probe}", spec_of(spec), exclude=("sae", "concepts", "out")),),
             expansion=RUNS,
             torch=True,
             deps=(Dep(layout.concepts_dir("{run}"), "concepts"), STORES),
         )
-        for probe, spec in (("similarity", SimilarityConfig), ("bias", BiasConfig))
+        for probe, command, spec, comment in (
+            ("similarity", "similarity", SimilarityConfig, "The similarity probe of each run."),
+            (
+                "bias",
+                "bias",
+                BiasConfig,
+                "The bias probe of each run (classifier trained with the planted correlation).",
+            ),
+            (
+                "bias_control",
+                "bias",
+                BiasConfig,
+                "The same bias probe with its classifier trained without the correlation (the contrast).",
+            ),
+        )
     ),
     Stage(
         "report",
         "report",
         "The comparison of all runs (`msae report` reads every run folder under results/).",
-        spec=_of(ReportConfig),
+        spec=spec_of(ReportConfig),
         args=(
             Arg("runs", layout.SAE_ROOT),
             Arg("eval", layout.EVAL_ROOT),
@@ -323,11 +344,16 @@ STAGES: tuple[Stage, ...] = (
             Arg("out", layout.REPORT_DIR, "dir"),
         ),
         deps=(
-            Dep(layout.sae_dir("{run}"), "sae", each=RUNS, dvc=layout.SAE_ROOT),
-            Dep(layout.metrics_file("{run}"), "metrics", each=RUNS, dvc=layout.EVAL_ROOT),
-            Dep(layout.progressive_file("{run}"), "progressive", each=RUNS, dvc=layout.EVAL_ROOT),
-            Dep(layout.concepts_dir("{run}"), "concepts", each=RUNS, dvc=layout.CONCEPTS_ROOT),
-            *(Dep(layout.probe_dir("{run}", p), p, each=RUNS, dvc=layout.PROBES_ROOT) for p in layout.PROBES),
+            _each(layout.sae_dir("{run}"), "sae", RUNS, layout.SAE_ROOT),
+            *_evaluations(layout.eval_dir("{run}"), "", RUNS),
+            _each(layout.concepts_dir("{run}"), "concepts", RUNS, layout.CONCEPTS_ROOT),
+            *(_each(layout.probe_dir("{run}", p), p, RUNS, layout.PROBES_ROOT) for p in layout.PROBES),
+            *_evaluations(layout.text_eval_dir("{run}", "{split}"), "language_", LANGUAGE),
+            *_evaluations(layout.seed_eval_dir("{run}", "{seed}"), "seed_", REPLICAS),
+            _each(layout.stability_file("{run}"), "stability", SEEDED, layout.EVAL_ROOT),
+            _each(layout.sae_dir(BASELINE), "baselines", BASELINES, layout.SAE_ROOT),
+            *_evaluations(layout.eval_dir(BASELINE), "baseline_", BASELINES),
+            _each(layout.concepts_dir(BASELINE), "baseline_concepts", BASELINES, layout.CONCEPTS_ROOT),
             Dep("{data.root}", "image_files"),
         ),  # the browser's thumbnails read the images
         report=Report("Comparison", "comparison.rst", patterns=("{name,[^/]+}.png",), labels=(("figure", "{name}"),)),

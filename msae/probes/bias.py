@@ -18,6 +18,7 @@ overall and per group.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -101,19 +102,48 @@ def fit_probe(x: np.ndarray, y: np.ndarray, c: float = 1.0, seed: int = 0, max_i
 
 @dataclass(frozen=True)
 class Spurious:
-    """The attribute value that co-occurs with the target in training (rates: P(value | y))."""
+    """The attribute value that co-occurs with the target in training (rates: P(value | y)).
+
+    `names` are the concept names that stand for it and `attribute` the attribute a concept must
+    belong to ("" for any): the value itself within its attribute (attr_color=red: a concept
+    "red" of attribute color), or, for a yes/no column such as CelebA's attr_Blond_Hair, the
+    column's own name ("blond hair", and its words no other attr_* column uses: "blond")."""
 
     column: str
     value: str
     rate_positive: float
     rate_negative: float
     inferred: bool
+    names: tuple[str, ...] = ()
+    attribute: str = ""
 
     def correlated(self, values: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Items following the training association (e.g. a star in red, a non-star not in red)."""
         has = np.asarray(values).astype(str) == self.value
         follows_positive = self.rate_positive >= self.rate_negative
         return np.where(y == 1, has == follows_positive, has != follows_positive)
+
+
+def _words(column: str) -> list[str]:
+    """attr_Blond_Hair -> ["blond", "hair"]."""
+    return [w for w in re.split(r"[^0-9a-z]+", column[len("attr_") :].lower()) if w]
+
+
+def _is_yes_no(values: np.ndarray) -> bool:
+    """A column of presence flags (yes/no, 1/0, true/false, CelebA's 1/-1), both present."""
+    lowered = {str(v).strip().lower() for v in np.unique(values)}
+    return len(lowered) == 2 and lowered <= _TRUE | _FALSE and bool(lowered & _TRUE)
+
+
+def concept_names(store: EmbeddingSet, column: str, value: str) -> tuple[tuple[str, ...], str]:
+    """(names, attribute) of the concepts that stand for `column=value` (see Spurious)."""
+    if not _is_yes_no(store.columns[column].astype(str).to_numpy()):
+        return (" ".join(value.lower().split()),), column[len("attr_") :]
+    words = _words(column)
+    elsewhere = {
+        w for other in store.columns.columns if other.startswith("attr_") and other != column for w in _words(other)
+    }
+    return tuple(dict.fromkeys([" ".join(words), *(w for w in words if w not in elsewhere and len(w) >= 3)])), ""
 
 
 def spurious_from(store: EmbeddingSet, y: np.ndarray, column: str, value: str, inferred: bool) -> Spurious:
@@ -123,19 +153,25 @@ def spurious_from(store: EmbeddingSet, y: np.ndarray, column: str, value: str, i
     has = store.columns[column].astype(str).to_numpy() == value
     if not has.any():
         raise MsaeError(f"--spurious: value {value!r} never occurs in column {column!r} of the training store")
-    return Spurious(column, value, float(has[y == 1].mean()), float(has[y == 0].mean()), inferred)
+    names, attribute = concept_names(store, column, value)
+    return Spurious(column, value, float(has[y == 1].mean()), float(has[y == 0].mean()), inferred, names, attribute)
 
 
 def infer_spurious(store: EmbeddingSet, y: np.ndarray, target_column: str) -> Spurious | None:
     """The attribute value whose rate differs most between the two classes: the planted correlation
     when there is one. The target's own column, and any value that is the target itself (e.g.
-    attr_shape=star when the target column is `label`), are skipped."""
+    attr_shape=star when the target column is `label`), are skipped. A yes/no column is one
+    attribute, its presence: only its "yes" value is a candidate (its "no" splits the items the
+    same way, and would win a tie while no concept is named "no")."""
     best: tuple[float, str, str] | None = None
     for column in store.columns.columns:
         if not column.startswith("attr_") or column == target_column:
             continue
         values = store.columns[column].astype(str).to_numpy()
-        for value in np.unique(values):
+        candidates = np.unique(values)
+        if _is_yes_no(values):
+            candidates = np.asarray([v for v in candidates if v.strip().lower() in _TRUE])
+        for value in candidates:
             has = values == value
             if np.array_equal(has, y == 1):
                 continue
@@ -260,12 +296,12 @@ def analyse(
 
 def spurious_index(result: BiasResult) -> int | None:
     """Rank position of the best-ranked concept naming the spurious value (or None)."""
-    if result.spurious is None:
+    found = result.spurious
+    if found is None:
         return None
-    attribute = result.spurious.column[len("attr_") :]
-    value = result.spurious.value.lower()
     for i, concept in enumerate(result.concepts):
-        if concept.attribute == attribute and concept.name.lower() == value:
+        name = " ".join(concept.name.lower().replace("_", " ").split())
+        if name in found.names and (not found.attribute or concept.attribute == found.attribute):
             return i
     return None
 
@@ -326,6 +362,7 @@ def to_json(
             "rate_positive": s.rate_positive,
             "rate_negative": s.rate_negative,
             "inferred": s.inferred,
+            "concept_names": list(s.names),
         }
     return {
         "target": target,

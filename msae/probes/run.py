@@ -1,8 +1,11 @@
 """File-level entry points of `msae probe similarity|bias`: read and check every input first,
-compute, then write the outputs (each file atomically, summary.json last as the "done" marker).
+compute, then write the outputs into a staging folder that replaces the output folder's files only
+when all are written (msae.io.staged_dir; summary.json last as the "done" marker).
 
 All input problems (unknown concept, query id not in the store, missing or one-class label
-column, mismatched backbone) are raised before anything is written.
+column, mismatched backbone, a text store where images are needed) are raised before anything is
+written, and a failure while writing leaves the output folder as it was. summary.json and the
+probe's JSON carry an `identity` block (msae.identity): the hashes of the SAE and input files.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from msae.config.probes import BiasConfig, ProbeCommon, SimilarityConfig
 from msae.errors import MsaeError
-from msae.io import write_json_atomic
+from msae.identity import identity_block
+from msae.io import read_text, staged_dir, write_json_atomic
 from msae.layout import SUMMARY_FILE
 from msae.probes import bias as bias_mod
 from msae.probes import similarity as sim
@@ -34,13 +38,8 @@ def load_sae(config: ProbeCommon) -> SparseAutoencoder:
 
 
 def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "item"
-
-
-def _fresh_output(out: Path) -> None:
-    """Remove a previous summary.json first, so a crash mid-write never leaves a stale 'done' marker."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).unlink(missing_ok=True)
+    """A file-name part made of the text's letters, digits and ._- (never '.', '..' or empty)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-") or "item"
 
 
 def parse_query_ids(spec: str | None, store: EmbeddingSet, seed: int) -> list[str]:
@@ -59,9 +58,8 @@ def parse_query_ids(spec: str | None, store: EmbeddingSet, seed: int) -> list[st
         return [str(store.ids[r]) for r in rows]
     if spec.startswith("@"):
         path = Path(spec[1:])
-        if not path.is_file():
-            raise MsaeError(f"--queries {spec}: file {path} not found")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        text = read_text(path, "--queries id list")
+        ids = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
         if not ids:
             raise MsaeError(f"--queries {spec}: {path} lists no ids")
         return ids
@@ -179,24 +177,24 @@ def run_similarity(config: SimilarityConfig) -> dict[str, float]:
         )
     mode, unit = config.mode, config.alpha_unit
     result = sim.search(sae, store, query_set, concepts, alpha_list, config.top, mode, unit)
+    identity = identity_block(config.sae, embeddings=config.embeddings, concepts=config.concepts)
 
-    target = config.out
-    _fresh_output(target)
     x_unit = "×p99" if (mode != "scale" and unit == "p99") else ""
-    write_json_atomic(target / "neighbours.json", sim.to_json(result, store, mode, unit))
-    image_root = str(config.image_root) if config.image_root is not None else None
-    _write_strips(target, result, store, query_images, image_root, config.max_strips, x_unit)
-    if result.curves:
-        label = {
-            "set": "strength α set on the concept",
-            "add": "strength α added to the concept",
-            "scale": "factor α on the concept",
-        }[mode]
-        concept_curves(
-            target / "curves.png", alpha_list, result.curves, f"{label} ({x_unit.lstrip('×') or 'raw units'})"
-        )
     summary = sim.summary(result)
-    write_json_atomic(target / SUMMARY_FILE, summary)
+    with staged_dir(config.out, SUMMARY_FILE) as target:
+        write_json_atomic(target / "neighbours.json", {**sim.to_json(result, store, mode, unit), "identity": identity})
+        image_root = str(config.image_root) if config.image_root is not None else None
+        _write_strips(target, result, store, query_images, image_root, config.max_strips, x_unit)
+        if result.curves:
+            label = {
+                "set": "strength α set on the concept",
+                "add": "strength α added to the concept",
+                "scale": "factor α on the concept",
+            }[mode]
+            concept_curves(
+                target / "curves.png", alpha_list, result.curves, f"{label} ({x_unit.lstrip('×') or 'raw units'})"
+            )
+        write_json_atomic(target / SUMMARY_FILE, {**summary, "identity": identity})
     return summary
 
 
@@ -225,7 +223,7 @@ def run_bias(config: BiasConfig) -> dict[str, float]:
     train = read_embeddings(config.train)
     test = read_embeddings(config.test)
     for path, store in ((config.train, train), (config.test, test)):
-        sae.require_compatible(store.meta, str(path))
+        sae.require_compatible(store.meta, str(path), modality="image")
     column, positive = config.target_column, config.positive
     y_train = bias_mod.binary_target(train, column, positive, str(config.train))
     bias_mod.require_two_classes(y_train, column, positive, str(config.train))
@@ -254,8 +252,7 @@ def run_bias(config: BiasConfig) -> dict[str, float]:
         config.seed,
     )
 
-    target = config.out
-    _fresh_output(target)
+    identity = identity_block(config.sae, train=config.train, test=config.test, concepts=config.concepts)
     target_info = {
         "column": column,
         "positive": positive,
@@ -264,21 +261,21 @@ def run_bias(config: BiasConfig) -> dict[str, float]:
         "train_positive_rate": float(y_train.mean()),
         "test_positive_rate": float(y_test.mean()),
     }
-    write_json_atomic(
-        target / "bias.json", bias_mod.to_json(result, target_info, mode, strength, config.alpha_unit, config.rank_by)
-    )
     shown = min(config.plot_top, len(result.concepts))
     what = "removing" if mode == "remove" else f"{mode} {strength:g}"
     title = (
         f"Effect of {what} each concept on p({column}{'=' + positive if positive else ''}), ranked by {config.rank_by}"
     )
-    bias_bars(
-        target / "bias.png",
-        [k.label for k in result.concepts[:shown]],
-        {g: {k: v[:shown] for k, v in m.items()} for g, m in result.effects.items()},
-        bias_mod.spurious_index(result),
-        title,
-    )
     summary = bias_mod.summary(result, len(train), len(test), config.rank_by)
-    write_json_atomic(target / SUMMARY_FILE, summary)
+    details = bias_mod.to_json(result, target_info, mode, strength, config.alpha_unit, config.rank_by)
+    with staged_dir(config.out, SUMMARY_FILE) as target:
+        write_json_atomic(target / "bias.json", {**details, "identity": identity})
+        bias_bars(
+            target / "bias.png",
+            [k.label for k in result.concepts[:shown]],
+            {g: {k: v[:shown] for k, v in m.items()} for g, m in result.effects.items()},
+            bias_mod.spurious_index(result),
+            title,
+        )
+        write_json_atomic(target / SUMMARY_FILE, {**summary, "identity": identity})
     return summary

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from msae.config.report import ReportConfig
 from msae.errors import MsaeError
-from msae.io import write_json_atomic, write_text_atomic
-from msae.layout import BROWSER_DIR, CURVES_CSV, INDEX_FILE, PARETO_CSV, SUMMARY_FILE
-from msae.report.collect import RunResults, discover_runs, load_run, run_summary
+from msae.io import staged_dir, write_json_atomic, write_text_atomic
+from msae.layout import BROWSER_DIR, CURVES_CSV, HEADLINE_DIR, INDEX_FILE, PARETO_CSV, SUMMARY_FILE
+from msae.report.collect import RunResults, discover_runs, headline, load_run, run_summary
 from msae.sae import variants
 
 __all__ = ["RunResults", "build_report", "load_runs", "report_summary"]
@@ -51,23 +51,42 @@ def report_summary(runs: Sequence[RunResults]) -> dict[str, dict[str, float | in
     return {run.name: run_summary(run) for run in runs}
 
 
+def write_headlines(runs: Sequence[RunResults], directory: Path) -> dict[str, Path]:
+    """headline/<run>.json per run, what dvc.yaml declares as metrics; files of runs no longer
+    reported are removed, so `dvc metrics show` lists exactly these runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keep = {f"{run.name}.json" for run in runs}
+    for stale in directory.glob("*.json"):
+        if stale.name not in keep:
+            stale.unlink()
+    return {
+        f"{HEADLINE_DIR}/{run.name}.json": write_json_atomic(directory / f"{run.name}.json", headline(run))
+        for run in runs
+    }
+
+
 def build_report(config: ReportConfig) -> dict[str, Path]:
     """`msae report`: write every report file under `config.out` (summary.json last, as the
     'done' marker) and return them by name relative to it."""
+    runs = load_runs(config.eval, config.runs, config.concepts, config.probes, list(config.run_names) or None)
+    # every file goes to a staging folder that replaces an earlier report's files only at the end
+    with staged_dir(config.out, SUMMARY_FILE, prune=(f"{HEADLINE_DIR}/*.json",)) as stage:
+        files = _write_report(config, runs, stage)
+        return {name: config.out / path.relative_to(stage) for name, path in files.items()}
+
+
+def _write_report(config: ReportConfig, runs: list[RunResults], out: Path) -> dict[str, Path]:
     from msae.report.figures import curves_frame, pareto_frame, write_figures
     from msae.report.page import html_document, index_page
     from msae.report.table import tables_html, tables_markdown
 
-    out = config.out
-    runs = load_runs(config.eval, config.runs, config.concepts, config.probes, list(config.run_names) or None)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).unlink(missing_ok=True)
     files: dict[str, Path] = {}
     files["table.md"] = write_text_atomic(out / "table.md", tables_markdown(runs))
     files["table.html"] = write_text_atomic(out / "table.html", html_document("SAE comparison", tables_html(runs)))
     files.update(write_figures(runs, out))
     files[PARETO_CSV] = write_text_atomic(out / PARETO_CSV, pareto_frame(runs).to_csv(index=False))
     files[CURVES_CSV] = write_text_atomic(out / CURVES_CSV, curves_frame(runs).to_csv(index=False))
+    files.update(write_headlines(runs, out / HEADLINE_DIR))
     if config.images is not None:
         from msae.report.browser import write_browser
 

@@ -1,4 +1,5 @@
-"""Gather one run's results from the stage directories, and flatten them for `dvc metrics diff`.
+"""Gather one run's results from the stage directories; flatten them (summary.json) and pick the
+headline numbers `dvc metrics show | diff` and `dvc exp show` compare (headline/<run>.json).
 
 The report never recomputes a metric: it reads what `msae evaluate`, `msae concepts` and
 `msae probe` wrote (docs/internals.md) so the table is exactly the metrics files.
@@ -14,14 +15,38 @@ from typing import Any
 import pandas as pd
 
 from msae.errors import MsaeError
+from msae.identity import require_identity, run_identity
 from msae.io import read_frame, read_json_object
-from msae.layout import CONFIG_FILE, METRICS_FILE, PROBES, PROGRESSIVE_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
+from msae.layout import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PROBES,
+    PROGRESSIVE_FILE,
+    SEEDS_DIR,
+    STABILITY_FILE,
+    SUMMARY_FILE,
+    TEXT_EVAL_PREFIX,
+    TRAIN_LOG_FILE,
+)
 from msae.sae import variants
 from msae.sae.architecture import SAEConfig
 from msae.sae.variants.base import Variant
 
-TRAIN_LOG_COLUMNS = ("step", "loss", "fvu", "dead_fraction")
-PROGRESSIVE_COLUMNS = ("k", "l0", "active", "fvu", "cs")
+# Results written before L0 was split into `l0_zero_fraction` (the paper's L0) and `active` (the
+# count of active latents) are not read: rerun `msae evaluate` (and `msae train`) for them.
+TRAIN_LOG_COLUMNS = ("step", "loss", "fvu", "active", "dead_fraction")
+PROGRESSIVE_COLUMNS = ("k", "l0_zero_fraction", "active", "fvu", "cs")
+PATH_METRICS = ("fvu", "cs")  # what every evaluation writes on both paths, whatever inputs it had
+
+
+def require_complete(metrics: dict[str, Any], where: Path) -> None:
+    """Refuse a metrics.json that is not a finished evaluation's (a partial or foreign file)."""
+    missing = [k for k in ("variant", "n_latents", "n_eval") if k not in metrics]
+    for block in ("dense", "sparse"):
+        found = metrics.get(block)
+        missing += [f"{block}.{k}" for k in PATH_METRICS if not isinstance(found, dict) or k not in found]
+    if missing:
+        raise MsaeError(f"{where}: not a complete evaluation (no {', '.join(missing)}); rerun msae evaluate")
 
 
 @dataclass
@@ -38,6 +63,9 @@ class RunResults:
     concepts_dir: Path | None = None
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     probe_dirs: dict[str, Path] = field(default_factory=dict)
+    cross_modal: dict[str, dict[str, Any]] = field(default_factory=dict)  # text_<split> -> its metrics.json
+    seed_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed -> the replica's metrics.json
+    stability: dict[str, Any] | None = None  # stability.json: the run's seeds' dictionaries matched
 
     @property
     def variant(self) -> str:
@@ -90,6 +118,24 @@ def _optional_dir(parent: Path | None, name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+def _evaluation(path: Path) -> dict[str, Any]:
+    metrics = read_json_object(path)
+    require_complete(metrics, path)
+    return metrics
+
+
+def _load_other_evaluations(run: RunResults, folder: Path, expected: dict[str, str]) -> None:
+    """The run's evaluations beside metrics.json: on captions (text_<split>/, the same SAE), of its
+    seed replicas (seeds/<seed>/, each its own SAE) and their stability (stability.json)."""
+    for path in sorted(folder.glob(f"{TEXT_EVAL_PREFIX}*/{METRICS_FILE}")):
+        run.cross_modal[path.parent.name] = _evaluation(path)
+        require_identity(run.cross_modal[path.parent.name], expected, str(path))
+    replicas = sorted(folder.glob(f"{SEEDS_DIR}/*/{METRICS_FILE}"), key=lambda p: (len(p.parent.name), p.parent.name))
+    run.seed_metrics = {path.parent.name: _evaluation(path) for path in replicas}
+    if (folder / STABILITY_FILE).is_file():
+        run.stability = read_json_object(folder / STABILITY_FILE)
+
+
 def load_run(
     name: str,
     eval_dir: Path,
@@ -104,6 +150,8 @@ def load_run(
             f"run {name!r}: {metrics_path} not found (run `msae evaluate` for it, or leave it out with --run)"
         )
     run = RunResults(name=name, metrics=read_json_object(metrics_path))
+    require_complete(run.metrics, metrics_path)
+    expected: dict[str, str] = {}
     progressive = eval_dir / name / PROGRESSIVE_FILE
     if progressive.is_file():
         run.progressive = read_frame(progressive, PROGRESSIVE_COLUMNS).sort_values("k").reset_index(drop=True)
@@ -112,11 +160,15 @@ def load_run(
         if (sae_dir / CONFIG_FILE).is_file():
             run.config = read_json_object(sae_dir / CONFIG_FILE)
             run.architecture = SAEConfig.from_dict(run.config, str(sae_dir / CONFIG_FILE))
+            expected = {"sae": run_identity(sae_dir)}  # every result of the run must come from this SAE
+            require_identity(run.metrics, expected, str(metrics_path))
         if (sae_dir / TRAIN_LOG_FILE).is_file():
             run.train_log = read_frame(sae_dir / TRAIN_LOG_FILE, TRAIN_LOG_COLUMNS)
+    _load_other_evaluations(run, eval_dir / name, expected)
     run.concepts_dir = _optional_dir(concepts_dir, name)
     if run.concepts_dir is not None and (run.concepts_dir / SUMMARY_FILE).is_file():
         run.concepts = read_json_object(run.concepts_dir / SUMMARY_FILE)
+        require_identity(run.concepts, expected, str(run.concepts_dir / SUMMARY_FILE))
     probe_root = _optional_dir(probes_dir, name)
     for kind in PROBES:
         kind_dir = _optional_dir(probe_root, kind)
@@ -125,6 +177,7 @@ def load_run(
         run.probe_dirs[kind] = kind_dir
         if (kind_dir / SUMMARY_FILE).is_file():
             run.probes[kind] = read_json_object(kind_dir / SUMMARY_FILE)
+            require_identity(run.probes[kind], expected, str(kind_dir / SUMMARY_FILE))
     return run
 
 
@@ -141,6 +194,38 @@ def flatten_numbers(obj: dict[str, Any], prefix: str = "") -> dict[str, float | 
     return flat
 
 
+# The headline of a run: (key in headline/<run>.json, where it is read). Few enough that
+# `dvc metrics show` prints one readable row per run; every number is also in summary.json.
+HEADLINE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("fvu", "metrics", ("dense", "fvu")),
+    ("l0_zero_fraction", "metrics", ("dense", "l0_zero_fraction")),
+    ("active", "metrics", ("dense", "active")),
+    ("cs", "metrics", ("dense", "cs")),
+    ("cknna", "metrics", ("dense", "cknna")),
+    ("sparse_fvu", "metrics", ("sparse", "fvu")),
+    ("zeroshot_retained", "metrics", ("zeroshot_retained",)),
+    ("valid_concepts", "concepts", ("valid_concepts",)),
+)
+# Read on the dense path (ReLU over all latents), which is not a classic baseline's coder: a
+# baseline's headline has only its sparse-path and concept numbers.
+DENSE_HEADLINE = ("fvu", "l0_zero_fraction", "active", "cs", "cknna", "zeroshot_retained")
+
+
+def headline(run: RunResults) -> dict[str, float | int]:
+    """The run's headline numbers (dense path unless named `sparse_`); absent inputs are left out."""
+    numbers: dict[str, float | int] = {}
+    dense_coder = run.kind is None or run.kind.trainable
+    for key, source, path in HEADLINE:
+        if key in DENSE_HEADLINE and not dense_coder:
+            continue
+        value: Any = run.concepts if source == "concepts" else run.metrics
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            numbers[key] = value
+    return numbers
+
+
 def run_summary(run: RunResults) -> dict[str, float | int]:
     """The run's flat headline numbers: metrics (dense_*, sparse_*, top-level), the end of
     training (train_*), concepts_* and one prefix per probe kind (similarity_*, bias_*)."""
@@ -148,7 +233,7 @@ def run_summary(run: RunResults) -> dict[str, float | int]:
     if run.train_log is not None and len(run.train_log):
         last = run.train_log.iloc[-1]
         summary["train_steps"] = int(last["step"])
-        for column in ("loss", "fvu", "dead_fraction"):
+        for column in ("loss", "fvu", "active", "dead_fraction"):
             if math.isfinite(float(last[column])):
                 summary[f"train_final_{column}"] = float(last[column])
     if run.concepts is not None:

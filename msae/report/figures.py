@@ -17,24 +17,36 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from msae.baselines.variant import Baseline  # noqa: E402
 from msae.io import atomic_path  # noqa: E402
 from msae.report.collect import RunResults  # noqa: E402
 
-PARETO_COLUMNS = ["run", "source", "k", "l0", "active", "fvu", "cs"]
+PARETO_COLUMNS = ["run", "source", "k", "l0_zero_fraction", "active", "fvu", "cs"]
 CURVE_COLUMNS = ["run", "step", "loss", "fvu", "dead_fraction"]
+
+
+def dense_is_own(run: RunResults) -> bool:
+    """Whether the run's dense path (and top-k of it) is the model's own: every SAE, and the
+    classic baselines whose coder is linear (PCA, ICA); k-means, OMP and NNLS codes are not."""
+    kind = run.kind
+    if not isinstance(kind, Baseline):
+        return True
+    return run.architecture is not None and kind.dense_is_coder(run.architecture.arch)
 
 
 def pareto_frame(runs: Sequence[RunResults]) -> pd.DataFrame:
     """One row per plotted point: source 'progressive' (top-k of the dense latents, from
-    progressive.csv), 'sparse' (the model's own activation) or 'dense' (ReLU over all latents)."""
+    progressive.csv), 'sparse' (the model's own activation) or 'dense' (ReLU over all latents);
+    a classic baseline whose coder is not ReLU of its encoder has only its 'sparse' point."""
     rows: list[dict] = []
     for run in runs:
-        if run.progressive is not None:
+        own = dense_is_own(run)
+        if run.progressive is not None and own:
             for rec in run.progressive.to_dict("records"):
                 rows.append({"run": run.name, "source": "progressive", **{c: rec[c] for c in PARETO_COLUMNS[2:]}})
-        for path in ("sparse", "dense"):
+        for path in ("sparse", "dense") if own else ("sparse",):
             block = run.metrics.get(path)
-            if isinstance(block, dict) and all(block.get(c) is not None for c in ("l0", "active", "fvu", "cs")):
+            if isinstance(block, dict) and all(block.get(c) is not None for c in PARETO_COLUMNS[3:]):
                 rows.append({"run": run.name, "source": path, "k": None, **{c: block[c] for c in PARETO_COLUMNS[3:]}})
     frame = pd.DataFrame(rows, columns=PARETO_COLUMNS)
     frame["k"] = frame["k"].astype("Int64")
@@ -71,21 +83,21 @@ def _use_log(ax: plt.Axes, axis: str, values: pd.Series) -> None:
 
 
 PARETO_AXES = {
-    "l0": "L0: fraction of zero latents per sample (↑ sparser)",
-    "active": "active latents per sample (mean count, log scale)",
+    "l0_zero_fraction": "L0 (the paper's): fraction of zero latents per sample (↑ sparser)",
+    "active": "active latents per sample (mean count, what SAE libraries call L0; log scale)",
     "fvu": "FVU: fraction of variance unexplained (log scale)",
     "cs": "CS: cosine(x, x̂)",
 }
 
 
 def pareto_figure(runs: Sequence[RunResults]) -> plt.Figure:
-    """2×2: (L0, active count) × (FVU, CS). Matryoshka progressive curves bold, the other models'
+    """2×2: (L0 zero fraction, active count) × (FVU, CS). Matryoshka progressive curves bold, the other models'
     progressive curves thin and dashed; filled dots = own sparse activation, rings = dense path."""
     data = pareto_frame(runs)
     colors = run_colors(runs)
     fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
     for row, y in enumerate(("fvu", "cs")):
-        for col, x in enumerate(("l0", "active")):
+        for col, x in enumerate(("l0_zero_fraction", "active")):
             ax = axes[row, col]
             for run in runs:
                 points = data[data["run"] == run.name]

@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from msae.layout import BROWSER_DIR, HEADLINE_DIR, INDEX_FILE
 from msae.report.collect import RunResults, flatten_numbers
 from msae.report.table import tables_html
 
+PER_RUN = ("curves/", f"{HEADLINE_DIR}/")  # one file per run: linked where they are explained, not in the bar
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1500px;padding:0 16px;color:#1b1f24}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1760px;padding:0 16px;color:#1b1f24}
 h1{margin-bottom:4px}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:32px}
 nav a{margin-right:14px}
-table.results{border-collapse:collapse;margin:12px 0 4px;font-size:13px;font-variant-numeric:tabular-nums}
+table.results{border-collapse:collapse;margin:12px 0 4px;font-size:13px;font-variant-numeric:tabular-nums;display:block;overflow-x:auto;max-width:100%}
 table.results caption{text-align:left;font-weight:600;padding-bottom:6px}
 table.results th,table.results td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;white-space:nowrap}
 table.results thead th{background:#f6f8fa;text-align:center;cursor:help}
@@ -36,6 +38,7 @@ figcaption{font-size:12px;color:#57606a}
 table.kv{border-collapse:collapse;font-size:12px}table.kv td{padding:1px 8px;border-bottom:1px solid #eee}
 table.kv td:last-child{text-align:right;font-variant-numeric:tabular-nums}
 .run{margin:14px 0 22px}
+.lead{font-size:16px;background:#ddf4ff;border:1px solid #54aeff;border-radius:6px;padding:8px 12px;max-width:1100px}
 """
 
 
@@ -129,13 +132,19 @@ def _probes_section(runs: Sequence[RunResults], out: Path) -> str:
 
 def index_page(runs: Sequence[RunResults], out: Path, files: dict[str, Path]) -> str:
     """The body of index.html; `files` are the report's own outputs (name -> path) to link."""
-    nav = " ".join(
-        f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in files if not name.startswith("curves/")
-    )
+    nav = " ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in files if not name.startswith(PER_RUN))
+    browser = f"{BROWSER_DIR}/{INDEX_FILE}"
     body = [
         "<h1>msae report</h1>",
         f'<p class="note">{len(runs)} runs: {html.escape(", ".join(r.name for r in runs))}</p>',
         f"<nav>{nav}</nav>",
+    ]
+    if browser in files:
+        body.append(
+            f'<p class="lead"><a href="{quote(browser)}">Open the concept browser</a>: every latent of every run '
+            "with its names, images and matches in the other runs; search by concept.</p>"
+        )
+    body += [
         "<h2>SAE comparison</h2>",
         tables_html(runs),
         "<h2>Sparsity vs reconstruction</h2>",

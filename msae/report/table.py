@@ -1,21 +1,33 @@
-"""The paper's Table 1 (dense path) and its sparse-path twin, as Markdown and HTML.
+"""The paper's Table 1 (dense path) and its sparse-path twin, as Markdown and HTML, and the
+machinery every report table shares (msae.report.comparisons holds Table 2, the seeds and the
+bias tables).
 
 Cells show "mean ± std" as the paper does (".920 ± .008"); NDN is the paper's "a(b)" pair:
 latents never active on the evaluation set (dense path) and, in brackets, dead at the end of
-training. The best value per column is marked, judged on the value as displayed so two cells
-that read the same are both marked.
+training. Quantities too small for the paper's two decimals (LP(KL) on the world is ~1e-3 nats)
+print in scientific notation so runs can be told apart. The best value per column is marked,
+judged on the value as displayed so two cells that read the same are both marked.
+
+Two numbers measure sparsity and the headers say which is which: "L0 (zero frac.)" is the paper's
+L0, the fraction of latents that are zero per sample (higher is sparser, metrics key
+`l0_zero_fraction`); "Active (count)" is the mean number of non-zero latents per sample, what most
+SAE libraries call L0 (lower is sparser, key `active`).
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from msae.baselines.variant import Baseline
 from msae.report.collect import RunResults
 
 MISSING = "–"
+SCIENTIFIC_BELOW = 0.01  # |value| under this prints as 6.6e-04 where the paper's 2 decimals read 0.00
 
 
 @dataclass(frozen=True)
@@ -27,136 +39,132 @@ class Column:
     key: tuple[str, ...]
     second: tuple[str, ...] | None = None  # the std ("pm") or the bracketed number ("pair")
     style: str = "pm"  # "pm": a ± b; "pair": a(b); "single": a
-    digits: str = "frac"  # "frac": .123; "nats": 50.5 / 2.71; "int": 12
-    source: str = "metrics"  # "metrics" or "concepts"
+    digits: str = "frac"  # "frac": .123; "nats": 50.5 / 2.71 / 6.6e-04; "int": 12
+    source: str = "metrics"  # where the numbers are: see `source_data`
     tip: str = ""
+    mark: bool = True  # mark the best value (False where "best" means nothing, e.g. a bias rank)
 
     @property
     def title(self) -> str:
-        return f"{self.header} {'↑' if self.higher_is_better else '↓'}"
+        return f"{self.header} {'↑' if self.higher_is_better else '↓'}" if self.mark else self.header
 
 
+def is_baseline(run: RunResults) -> bool:
+    """A classic dictionary method (msae baseline): compared on its own coder only."""
+    return isinstance(run.kind, Baseline)
+
+
+def seed_summary(run: RunResults) -> dict[str, Any] | None:
+    """{"n", "mean", "std"} of every metric over the run's seeds (its own metrics.json and each
+    replica's), the std with ddof=1 (seeds are a sample); None without replicas."""
+    replicas = run.seed_metrics
+    if not replicas:
+        return None
+    every = [run.metrics, *replicas.values()]
+
+    def over(key: Callable[[list[float]], float], nodes: list[Any]) -> Any:
+        if all(isinstance(n, dict) for n in nodes):
+            shared = [k for k in nodes[0] if all(k in n for n in nodes[1:])]
+            return {k: over(key, [n[k] for n in nodes]) for k in shared}
+        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in nodes):
+            return key([float(n) for n in nodes])
+        return None
+
+    return {
+        "n": len(every),
+        "mean": over(lambda v: float(np.mean(v)), every),
+        "std": over(lambda v: float(np.std(v, ddof=1)), every),
+    }
+
+
+def source_data(run: RunResults, source: str) -> Any:
+    """The dict a column reads: `metrics` (metrics.json), `concepts` (concepts summary),
+    `stability` (stability.json), `seeds` (seed_summary), `probe:<kind>` (a probe summary) or
+    `eval:<name>` (another evaluation of the run, e.g. eval:text_test)."""
+    if source == "metrics":
+        return run.metrics
+    if source == "concepts":
+        return run.concepts
+    if source == "stability":
+        return run.stability
+    if source == "seeds":
+        return seed_summary(run)
+    kind, _, name = source.partition(":")
+    if kind == "probe":
+        return run.probes.get(name)
+    if kind == "eval":
+        return run.cross_modal.get(name)
+    raise ValueError(f"unknown column source {source!r}")
+
+
+STABILITY_TIP = (
+    "seed stability: share of decoder atoms matched one to one (Hungarian) above cosine 0.7 between "
+    "seeds, mean ± std over all pairs of seeds (Paulo & Belrose 2025); – without extra seeds"
+)
+L0_TIP = "the paper's L0: fraction of latents that are zero per sample (higher = sparser)"
+ACTIVE_TIP = "mean number of non-zero latents per sample, what most SAE libraries call L0 (lower = sparser)"
+
+
+def path_columns(path: str, source: str = "metrics", prefix: str = "") -> tuple[Column, ...]:
+    """L0, FVU, CS and CKNNA of one path (`dense` or `sparse`) of one evaluation."""
+    return (
+        Column(f"{prefix}L0 (zero frac.)", True, (path, "l0_zero_fraction"), (path, "l0_zero_fraction_std"), source=source, tip=L0_TIP),
+        Column(f"{prefix}FVU", False, (path, "fvu"), (path, "fvu_std"), source=source, tip="fraction of variance unexplained per sample, raw space"),
+        Column(f"{prefix}CS", True, (path, "cs"), (path, "cs_std"), source=source, tip="cosine of embedding and reconstruction"),
+        Column(f"{prefix}CKNNA", True, (path, "cknna"), (path, "cknna_std"), source=source, tip="kernel alignment of latents with the raw embeddings, mean ± std over the evaluation's batches"),
+    )  # fmt: skip
+
+
+_DENSE_L0, _DENSE_FVU, _DENSE_CS, _DENSE_CKNNA = path_columns("dense")
 DENSE_COLUMNS: tuple[Column, ...] = (
-    Column(
-        "L0", True, ("dense", "l0"), ("dense", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"
-    ),
-    Column(
-        "FVU",
-        False,
-        ("dense", "fvu"),
-        ("dense", "fvu_std"),
-        tip="fraction of variance unexplained per sample, raw space",
-    ),
-    Column("CS", True, ("dense", "cs"), ("dense", "cs_std"), tip="cosine of embedding and reconstruction"),
-    Column(
-        "LP(KL)",
-        False,
-        ("lp_kl",),
-        ("lp_kl_std",),
-        digits="nats",
-        tip="KL of linear-probe predictions, original vs reconstruction (nats)",
-    ),
-    Column(
-        "LP(Acc)",
-        True,
-        ("lp_agree",),
-        ("lp_agree_std",),
-        tip="linear-probe prediction agreement, original vs reconstruction",
-    ),
-    Column(
-        "CKNNA",
-        True,
-        ("dense", "cknna"),
-        ("dense", "cknna_std"),
-        tip="kernel alignment of latents with the raw embeddings",
-    ),
+    _DENSE_L0,
+    _DENSE_FVU,
+    _DENSE_CS,
+    Column("LP(KL)", False, ("lp_kl",), ("lp_kl_std",), digits="nats", tip="KL of linear-probe predictions, original vs reconstruction (nats)"),
+    Column("LP(Acc)", True, ("lp_agree",), ("lp_agree_std",), tip="linear-probe prediction agreement, original vs reconstruction"),
+    _DENSE_CKNNA,
     Column("DO", False, ("do",), style="single", tip="mean squared cosine between decoder atoms"),
-    Column(
-        "NDN",
-        False,
-        ("ndn",),
-        ("ndn_train",),
-        style="pair",
-        digits="int",
-        tip="dead on the eval set (dead at the end of training)",
-    ),
-    Column(
-        "Active",
-        False,
-        ("dense", "active"),
-        ("dense", "active_std"),
-        digits="nats",
-        tip="mean count of active latents per sample",
-    ),
-    Column(
-        "ZS ret.",
-        True,
-        ("zeroshot_retained",),
-        style="single",
-        tip="zero-shot accuracy with reconstructions / with originals",
-    ),
-    Column(
-        "R@5 ret.",
-        True,
-        ("recall5_retained",),
-        style="single",
-        tip="image→text recall@5 with reconstructions / with originals",
-    ),
-    Column(
-        "Valid", True, ("valid_concepts",), style="single", digits="int", source="concepts", tip="valid named concepts"
-    ),
-)
+    Column("NDN", False, ("ndn",), ("ndn_train",), style="pair", digits="int", tip="dead on the eval set (dead at the end of training)"),
+    Column("Active (count)", False, ("dense", "active"), ("dense", "active_std"), digits="nats", tip=ACTIVE_TIP),
+    Column("ZS ret.", True, ("zeroshot_retained",), style="single", tip="zero-shot accuracy with reconstructions / with originals"),
+    Column("R@5 ret.", True, ("recall5_retained",), style="single", tip="image→text recall@5 with reconstructions / with originals"),
+    Column("Valid", True, ("valid_concepts",), style="single", digits="int", source="concepts", tip="valid named concepts"),
+    Column("Stability", True, ("fraction_above",), ("fraction_above_std",), source="stability", tip=STABILITY_TIP),
+)  # fmt: skip
 
+_SPARSE_L0, _SPARSE_FVU, _SPARSE_CS, _SPARSE_CKNNA = path_columns("sparse")
 SPARSE_COLUMNS: tuple[Column, ...] = (
-    Column(
-        "L0", True, ("sparse", "l0"), ("sparse", "l0_std"), tip="fraction of zero latents per sample (higher = sparser)"
-    ),
-    Column(
-        "Active",
-        False,
-        ("sparse", "active"),
-        ("sparse", "active_std"),
-        digits="nats",
-        tip="mean count of active latents per sample",
-    ),
-    Column(
-        "FVU",
-        False,
-        ("sparse", "fvu"),
-        ("sparse", "fvu_std"),
-        tip="fraction of variance unexplained per sample, raw space",
-    ),
-    Column("CS", True, ("sparse", "cs"), ("sparse", "cs_std"), tip="cosine of embedding and reconstruction"),
-    Column(
-        "CKNNA",
-        True,
-        ("sparse", "cknna"),
-        ("sparse", "cknna_std"),
-        tip="kernel alignment of latents with the raw embeddings",
-    ),
-    Column(
-        "NDN",
-        False,
-        ("ndn_sparse",),
-        style="single",
-        digits="int",
-        tip="latents never active on the eval set (sparse path)",
-    ),
-)
+    _SPARSE_L0,
+    Column("Active (count)", False, ("sparse", "active"), ("sparse", "active_std"), digits="nats", tip=ACTIVE_TIP),
+    _SPARSE_FVU,
+    _SPARSE_CS,
+    _SPARSE_CKNNA,
+    Column("NDN", False, ("ndn_sparse",), style="single", digits="int", tip="latents never active on the eval set (sparse path)"),
+)  # fmt: skip
 
+SPARSITY_HEADERS = (
+    "L0 (zero frac.) is the paper's L0: the fraction of latents that are zero per sample (↑ sparser). "
+    "Active (count) is the mean number of non-zero latents per sample, what most SAE libraries call L0 "
+    "(↓ sparser)."
+)
 DENSE_NOTE = (
-    "Dense path: ReLU over all latents, what the paper's tables report. Mean ± std over evaluation "
-    "samples; NDN is a(b) = never active on the evaluation set (dead at the end of training); "
-    "ZS/R@5 ret. = zero-shot accuracy / image→text recall@5 with reconstructions divided by with "
-    "originals; Valid = valid named concepts. Best value per column in bold; ↑ higher is better, ↓ lower."
+    "Dense path: ReLU over all latents, what the paper's tables report (SAEs only: a classic baseline's "
+    f"dense path is not its coder, see the sparse path). Mean ± std over evaluation samples (CKNNA: over "
+    f"its batches). {SPARSITY_HEADERS} LP(KL) below 0.01 nats prints in scientific notation. NDN is a(b) = "
+    "never active on the evaluation set (dead at the end of training); ZS/R@5 ret. = zero-shot accuracy / "
+    "image→text recall@5 with reconstructions divided by with originals; Valid = valid named concepts; "
+    "Stability = share of atoms matched above cosine 0.7 across seeds (mean ± std over seed pairs). Best "
+    "value per column in bold; ↑ higher is better, ↓ lower."
 )
 SPARSE_NOTE = (
     "Sparse path: each model's own inference activation (TopK: top-k; BatchTopK/JumpReLU: learned "
-    "threshold; ReLU: ReLU; Matryoshka: top-k at its smallest nesting level). Best value per column in bold."
+    "threshold; ReLU: ReLU; Matryoshka: top-k at its smallest nesting level; prefix Matryoshka: its "
+    "BatchTopK threshold; classic baselines (baseline-*): the method's own code, e.g. OMP or the nearest "
+    f"centroid). {SPARSITY_HEADERS} Best value per column in bold."
 )
 
 
-def lookup(data: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
+def lookup(data: Any, path: tuple[str, ...]) -> float | None:
     """Follow `path` into nested dicts; None when any step is missing or the value is not a number."""
     value: Any = data
     for part in path:
@@ -178,12 +186,20 @@ def decimals_for(value: float, digits: str) -> int:
     return 3
 
 
-def format_number(value: float, digits: str, decimals: int | None = None) -> str:
-    """Print like the paper: '.920' for fractions, '50.5' / '2.71' for nats and counts of latents;
-    `decimals` overrides the places (a std is printed with its mean's places: '0.66 ± 1.03')."""
-    places = decimals_for(value, digits) if decimals is None else decimals
+def scientific(value: float, digits: str) -> bool:
+    """Nats (and counts) too small for the paper's two decimals print as 6.6e-04."""
+    return digits == "nats" and 0 < abs(value) < SCIENTIFIC_BELOW
+
+
+def format_number(value: float, digits: str, decimals: int | None = None, like: float | None = None) -> str:
+    """Print like the paper: '.920' for fractions, '50.5' / '2.71' for nats and counts of latents,
+    '6.6e-04' for nats under 0.01; `decimals` overrides the places and `like` is the mean a std is
+    printed with (a std takes its mean's style: '0.66 ± 1.03', '6.6e-04 ± 2.2e-04')."""
     if digits == "int":
         return str(int(round(value)))
+    if scientific(value if like is None else like, digits):
+        return f"{value:.1e}"
+    places = decimals_for(value, digits) if decimals is None else decimals
     text = f"{value:.{places}f}"
     if digits != "frac":
         return text
@@ -202,7 +218,7 @@ class Cell:
 
 
 def make_cell(run: RunResults, column: Column) -> Cell:
-    data = run.concepts if column.source == "concepts" else run.metrics
+    data = source_data(run, column.source)
     main = lookup(data, column.key)
     if main is None:
         return Cell(MISSING, None)
@@ -210,7 +226,7 @@ def make_cell(run: RunResults, column: Column) -> Cell:
     second = lookup(data, column.second) if column.second else None
     if second is None:
         return Cell(main_text, (float(main_text),))
-    second_text = format_number(second, column.digits, decimals_for(main, column.digits))
+    second_text = format_number(second, column.digits, decimals_for(main, column.digits), like=main)
     if column.style == "pair":
         return Cell(f"{main_text}({second_text})", (float(main_text), float(second_text)))
     return Cell(f"{main_text} ± {second_text}", (float(main_text),))
@@ -222,7 +238,7 @@ def build_rows(runs: Sequence[RunResults], columns: Sequence[Column]) -> list[li
     rows = [[make_cell(run, column) for column in columns] for run in runs]
     for j, column in enumerate(columns):
         keys = [key for row in rows if (key := row[j].rank_key) is not None]
-        if len(keys) < 2:
+        if len(keys) < 2 or not column.mark:
             continue
         best = max(keys) if column.higher_is_better else min(keys)
         for row in rows:
@@ -231,8 +247,16 @@ def build_rows(runs: Sequence[RunResults], columns: Sequence[Column]) -> list[li
     return rows
 
 
+def training_modality(run: RunResults) -> str | None:
+    """The modality of the run's training store (config.json), when it is not images."""
+    data = (run.config or {}).get("data")
+    modality = data.get("modality") if isinstance(data, dict) else None
+    return str(modality) if modality and modality != "image" else None
+
+
 def model_label(run: RunResults) -> str:
-    return f"{run.name} · {run.description}"
+    modality = training_modality(run)
+    return f"{run.name} · {run.description}" + (f" · trained on {modality}" if modality else "")
 
 
 def to_markdown(runs: Sequence[RunResults], columns: Sequence[Column]) -> str:
@@ -256,32 +280,50 @@ def to_html(runs: Sequence[RunResults], columns: Sequence[Column], caption: str)
             f'<td class="best"><strong>{esc(c.text)}</strong></td>' if c.best else f"<td>{esc(c.text)}</td>"
             for c in row
         )
-        body.append(
-            f'<tr><th scope="row">{esc(run.name)}<br><span class="desc">{esc(run.description)}</span></th>{cells}</tr>'
-        )
+        label = model_label(run)[len(run.name) + 3 :]
+        body.append(f'<tr><th scope="row">{esc(run.name)}<br><span class="desc">{esc(label)}</span></th>{cells}</tr>')
     return (
         f'<table class="results"><caption>{esc(caption)}</caption>'
         f"<thead><tr><th>Model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
 
+@dataclass(frozen=True)
+class Table:
+    """One table of the report: a heading, its runs and columns, and the note under it."""
+
+    heading: str
+    runs: Sequence[RunResults]
+    columns: Sequence[Column]
+    note: str
+
+
+def tables(runs: Sequence[RunResults]) -> list[Table]:
+    """Every table of the report, in order; tables without rows are left out."""
+    from msae.report.comparisons import bias_table, modality_tables, seeds_table
+
+    saes = [run for run in runs if not is_baseline(run)]
+    found = [
+        Table("Dense path (the paper's Table 1)", saes, DENSE_COLUMNS, DENSE_NOTE),
+        Table("Sparse path", runs, SPARSE_COLUMNS, SPARSE_NOTE),
+        *modality_tables(saes),
+        seeds_table(saes),
+        bias_table(saes),
+    ]
+    return [table for table in found if table.runs]
+
+
 def tables_markdown(runs: Sequence[RunResults]) -> str:
-    """table.md: both tables with their notes."""
-    return (
-        "# SAE comparison\n\n"
-        "## Dense path (the paper's Table 1)\n\n"
-        + to_markdown(runs, DENSE_COLUMNS)
-        + f"\n{DENSE_NOTE}\n\n## Sparse path\n\n"
-        + to_markdown(runs, SPARSE_COLUMNS)
-        + f"\n{SPARSE_NOTE}\n"
-    )
+    """table.md: every table with its note."""
+    parts = ["# SAE comparison\n"]
+    for table in tables(runs):
+        parts.append(f"## {table.heading}\n\n{to_markdown(table.runs, table.columns)}\n{table.note}\n")
+    return "\n".join(parts)
 
 
 def tables_html(runs: Sequence[RunResults]) -> str:
-    """Both tables as one HTML fragment (used by table.html and index.html)."""
-    return (
-        to_html(runs, DENSE_COLUMNS, "Dense path (the paper's Table 1)")
-        + f'<p class="note">{html.escape(DENSE_NOTE)}</p>'
-        + to_html(runs, SPARSE_COLUMNS, "Sparse path")
-        + f'<p class="note">{html.escape(SPARSE_NOTE)}</p>'
+    """Every table as one HTML fragment (used by table.html and index.html)."""
+    return "".join(
+        to_html(table.runs, table.columns, table.heading) + f'<p class="note">{html.escape(table.note)}</p>'
+        for table in tables(runs)
     )

@@ -110,5 +110,5 @@ def jumprelu(a: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Te
 
 
 def step_count(a: torch.Tensor, theta: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """Per-sample number of latents above threshold (the L0), differentiable in `theta`."""
+    """Per-sample number of latents above threshold (the active count JumpReLU penalises), differentiable in `theta`."""
     return _Step.apply(a, theta.to(a.dtype), bandwidth).sum(-1)

@@ -2,7 +2,8 @@
 
 Reconstruction is the reference's per-sample NMSE by default: ||x_hat - x||^2 / ||x||^2 for each
 sample (x is mean-centred, so the denominator is its squared norm), averaged over the batch; `mse`
-is the plain mean over B*d elements. Nested levels (Matryoshka) combine by a weighted mean.
+is the plain mean over B*d elements. Nested levels (Matryoshka) combine by a weighted mean. AuxK's
+term is normalised by its own target, the residual, as Gao et al. (2024) do.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str, x_sq: t
     if kind == "mse":
         return err.mean() / x.shape[-1]
     raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECONSTRUCTION_LOSSES}")
+
+
+def auxk_loss(e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Gao et al.'s AuxK loss (their code's `normalized_mse`): sum ||e_hat - e||^2 over the batch
+    divided by the residual's own spread sum ||e - mean(e)||^2, so the term keeps its weight as
+    the main reconstruction improves (dividing by ||x~||^2 would shrink it with the FVU). 0 when
+    the residual has no spread."""
+    e = e.float()
+    err = (e_hat.float() - e).square().sum()
+    spread = (e - e.mean(0)).square().sum()
+    return torch.where(spread > 0, err / spread.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(err))
 
 
 def normalized_l1(z: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:

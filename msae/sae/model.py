@@ -7,14 +7,16 @@ embeddings: x~ = (x - mean) * scale, a = (x~ - b_pre) W_enc + b_enc, x~_hat = z 
 x_hat = x~_hat / scale + mean.
 
 Training works in the processed space through `objective`, which returns the loss of the variant
-plus the tensors the loop needs for its on-device metrics.
+plus the tensors the loop needs for its on-device metrics. Variants whose objective is nested top-k
+levels (TopK, BatchTopK, Matryoshka) train through the sparse kernels (msae.sae.sparse, k*d per
+sample); the others, and every variant with `dense=True` (the reference the sparse kernels are
+tested against), through the dense computation here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,20 +24,12 @@ from torch import nn
 
 from msae.errors import MsaeError
 from msae.sae import activations as act
-from msae.sae import losses
+from msae.sae import losses, sparse
 from msae.sae.architecture import SAEConfig
 from msae.sae.provenance import RunRecord
+from msae.sae.sparse import Objective
 
 INIT_DECODER_NORM = 0.1
-
-
-@dataclass
-class Objective:
-    """What one training forward produces (processed space)."""
-
-    loss: torch.Tensor  # scalar to backpropagate
-    x_hat: torch.Tensor  # [B, d] the sparse reconstruction logged as fvu (Matryoshka: smallest k)
-    z_tracked: torch.Tensor  # [B, n] activation counted for l0 / dead latents (Matryoshka: widest)
 
 
 class SparseAutoencoder(nn.Module):
@@ -147,10 +141,27 @@ class SparseAutoencoder(nn.Module):
         return self.W_dec / self.scale
 
     # ----------------------------------------------------------------- training
-    def objective(self, x_tilde: torch.Tensor, dead: torch.Tensor | None = None) -> Objective:
+    def objective(self, x_tilde: torch.Tensor, dead: torch.Tensor | None = None, dense: bool = False) -> Objective:
         """Training loss of the variant on a PROCESSED batch: the weighted mean of each nested
         level's reconstruction loss (one level for most variants), plus the variant's penalty and
-        the optional AuxK term on the latents marked `dead` [n] (ignored when auxk_alpha == 0)."""
+        the optional AuxK term on the latents marked `dead` [n] (ignored when auxk_alpha == 0).
+        Updates the variant's state (BatchTopK's threshold). `dense`: the dense computation even
+        where the sparse kernels apply (equal to float tolerance; tests and benchmarks)."""
+        cfg = self.config
+        auxk = sparse.AuxK(dead, cfg.auxk_k or 0, cfg.auxk_alpha) if cfg.auxk_alpha > 0 and dead is not None else None
+        plan = None if dense else self.kind.sparse_plan(cfg.arch)
+        if plan is None:
+            result = self._dense_objective(x_tilde, auxk)
+        else:
+            params = (self.W_enc, self.b_enc, self.W_dec, self.b_pre)
+            result = sparse.nested_objective(
+                x_tilde, *params, plan.ks, plan.weights, plan.over_batch, cfg.loss, auxk=auxk
+            )
+        self.kind.update_state(self, result)
+        return result
+
+    def _dense_objective(self, x_tilde: torch.Tensor, auxk: sparse.AuxK | None) -> Objective:
+        """Every level as a masked [B, n] activation decoded by a dense matmul."""
         cfg = self.config
         x_sq = x_tilde.float().square().sum(-1)
         a = self.pre_activation_processed(x_tilde)
@@ -161,20 +172,15 @@ class SparseAutoencoder(nn.Module):
         penalty = self.kind.penalty(self, a, levels, x_sq)
         if penalty is not None:
             loss = loss + penalty
-        if cfg.auxk_alpha > 0 and dead is not None:
-            loss = loss + cfg.auxk_alpha * self._auxk_loss(a, dead, x_tilde, recons[-1], x_sq)
-        return Objective(loss=loss, x_hat=recons[0], z_tracked=levels[-1])
-
-    def _auxk_loss(
-        self, a: torch.Tensor, dead: torch.Tensor, x_tilde: torch.Tensor, x_hat: torch.Tensor, x_sq: torch.Tensor
-    ) -> torch.Tensor:
-        """AuxK (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual the live
-        ones left, which gives dead latents a gradient. Zero when nothing is dead."""
-        a_dead = a.masked_fill(~dead, torch.finfo(a.dtype).min)  # finite: masked entries times 0 stay 0
-        assert self.config.auxk_k is not None  # set whenever auxk_alpha > 0
-        z_aux = act.nested_topk(a_dead, [self.config.auxk_k], over_batch=False)[0]
-        residual = (x_tilde - x_hat).detach()
-        return losses.reconstruction_loss(z_aux @ self.W_dec, residual, self.config.loss, x_sq)
+        if auxk is not None:
+            a_dead = a.masked_fill(~auxk.dead, torch.finfo(a.dtype).min)  # finite: masked entries times 0 stay 0
+            z_aux = act.nested_topk(a_dead, [auxk.k], over_batch=False)[0]
+            residual = (x_tilde - recons[-1]).detach()
+            loss = loss + auxk.alpha * losses.auxk_loss(z_aux @ self.W_dec, residual)
+        with torch.no_grad():
+            counts = (levels[-1] > 0).sum(0)
+            kept_min = act.kept_minimum(levels[0])
+        return Objective(loss=loss, x_hat=recons[0], latent_counts=counts, kept_min=kept_min)
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msae.errors import MsaeError
+from msae.layout import CONFIG_FILE
 from msae.store import require_same_backbone
 
 DATA_KEYS = ("path", "sha256", "rows", "placement", "model", "pretrained", "modality", "dataset", "split")
@@ -52,6 +54,10 @@ class RunRecord:
 
     @classmethod
     def from_config(cls, directory: Path, config: Mapping[str, Any]) -> RunRecord:
+        for key in ("training", "final"):  # run-level blocks: JSON objects when present
+            value = config.get(key)
+            if value is not None and not isinstance(value, Mapping):
+                raise MsaeError(f"{directory / CONFIG_FILE}: {key} must be a JSON object, found {type(value).__name__}")
         data = config.get("data")
         dead = config.get("final_dead_latents")
         return cls(

@@ -1,8 +1,10 @@
 """Training metrics accumulated on the device and read back only at log points.
 
 Per step the loop adds a few reductions to device tensors (no `.item()`, no host sync); a log
-row (loss, fvu, l0, dead_fraction) is materialised every `log_every` steps. Dead latents follow
-the official code: activation frequency below 10^-5.5 within a window of `window` steps.
+row (loss, fvu, active, dead_fraction) is materialised every `log_every` steps. `active` is the
+mean number of active latents per sample (what SAE libraries call L0; the paper's "L0" is the
+fraction of zeros, `l0_zero_fraction` in metrics.json). Dead latents follow the official code:
+activation frequency below 10^-5.5 within a window of `window` steps.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import torch
 
 DEAD_FREQUENCY = 10**-5.5
-LOG_COLUMNS = ("step", "epoch", "loss", "fvu", "l0", "dead_fraction", "lr")
+LOG_COLUMNS = ("step", "epoch", "loss", "fvu", "active", "dead_fraction", "lr")
 
 
 class MetricsTracker:
@@ -32,9 +34,12 @@ class MetricsTracker:
         self.last_fired = torch.zeros(n_latents, dtype=torch.int64, device=device) if track_last_fired else None
 
     @torch.no_grad()
-    def update(self, step: int, loss: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor) -> None:
-        """Add one step's contribution (device ops only)."""
-        counts = (z > 0).sum(0)
+    def update(
+        self, step: int, loss: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, latent_counts: torch.Tensor
+    ) -> None:
+        """Add one step's contribution (device ops only); `latent_counts` [n] says in how many of
+        the batch's samples each latent was active."""
+        counts = latent_counts
         self.window_counts += counts
         self.active_sum += counts.sum()
         self.loss_sum += loss.detach()
@@ -88,8 +93,16 @@ class MetricsTracker:
         for t in (self.loss_sum, self.err_sum, self.energy_sum, self.active_sum):
             t.zero_()
         self.interval_steps = self.interval_samples = 0
-        loss, fvu, l0, dead = values
-        return {"step": step, "epoch": epoch, "loss": loss, "fvu": fvu, "l0": l0, "dead_fraction": dead, "lr": lr}
+        loss, fvu, active, dead = values
+        return {
+            "step": step,
+            "epoch": epoch,
+            "loss": loss,
+            "fvu": fvu,
+            "active": active,
+            "dead_fraction": dead,
+            "lr": lr,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         state = {
@@ -103,7 +116,7 @@ class MetricsTracker:
             value = getattr(self, name)
             if value is not None:
                 state[name] = value
-        return {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in state.items()}
+        return {k: (v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v) for k, v in state.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         device = self.window_counts.device

@@ -19,13 +19,13 @@ SOURCES = IMAGE_SOURCES + TEXT_SOURCES
 __all__ = ["Catalogue", "ImageRef", "decode_image", "open_source", "SOURCES", "IMAGE_SOURCES", "TEXT_SOURCES"]
 
 
-def _image_catalogue(kind: str, root: Path, split: str | None) -> Catalogue:
+def _image_catalogue(kind: str, root: Path, split: str | None, allow_outside: bool) -> Catalogue:
     if kind == "world":
-        return world.load(root, split)
+        return world.load(root, split, allow_outside)
     if kind == "manifest":
-        return manifest.load(root, split)
+        return manifest.load(root, split, allow_outside)
     if kind == "celeba":
-        return celeba.load(root, split)
+        return celeba.load(root, split, allow_outside)
     if kind == "folder":  # ImageNet layout: ROOT/<split>/<class>/<image>
         return folder.load(root / split if split is not None else root)
     if split is not None:
@@ -40,9 +40,11 @@ def open_source(
     split: str | None = None,
     modality: str = "image",
     templates: Sequence[str] = (),
+    allow_outside: bool = False,
 ) -> Catalogue:
     """The catalogue of one source. Image sources give images, or their captions with
-    `modality="text"`; `terms` takes at most one template, `classes` any number."""
+    `modality="text"`; `terms` takes at most one template, `classes` any number. Image paths a
+    table lists must lie under its folder unless `allow_outside` (`--allow-outside-root`)."""
     root = Path(root)
     if kind in TEXT_SOURCES:
         if modality != "text":
@@ -58,7 +60,7 @@ def open_source(
         raise MsaeError(f"--source {kind}: unknown source (choose from {', '.join(SOURCES)})")
     if templates:
         raise MsaeError(f"--template applies to the terms and classes sources, not to {kind}")
-    images = _image_catalogue(kind, root, split)
+    images = _image_catalogue(kind, root, split, allow_outside)
     if modality == "image":
         return images
     if modality == "text":

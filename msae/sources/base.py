@@ -103,6 +103,27 @@ def display_paths(files: list[Path]) -> list[str]:
     return [Path(a[len(cwd) :]).as_posix() if a.startswith(cwd) else a for a in absolute]
 
 
+def files_under(root: Path, values: list[str], where: str, allow_outside: bool = False) -> list[Path]:
+    """The files named by `values` (paths as a table writes them), relative ones under `root`.
+
+    A value that is absolute or leads out of `root` with '..' is refused, naming its data row
+    (1-based), unless `allow_outside` (`--allow-outside-root`): a manifest then cannot make msae
+    read files its author did not put beside it. String operations only (no system call per file);
+    symbolic links inside `root` are followed as the root's owner made them."""
+    base = os.path.abspath(root)
+    inside = base.rstrip(os.sep) + os.sep
+    files: list[Path] = []
+    for row, value in enumerate(values, start=1):
+        joined = os.path.normpath(os.path.join(base, value))
+        if not allow_outside and not joined.startswith(inside):
+            raise MsaeError(
+                f"{where}: data row {row}: path {value!r} is {'absolute' if os.path.isabs(value) else 'outside'} "
+                f"{base}; image paths must lie under the manifest's folder (give --allow-outside-root to accept it)"
+            )
+        files.append(Path(joined))
+    return files
+
+
 def require_dir(path: Path, what: str) -> Path:
     return _require(path, what, "folder")
 

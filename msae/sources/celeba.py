@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from msae.errors import MsaeError
-from msae.sources.base import Catalogue, catalogue_from_frame, require_dir, require_file
+from msae.io import read_text
+from msae.sources.base import Catalogue, catalogue_from_frame, files_under, require_dir
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -29,7 +30,7 @@ def image_folder(root: Path) -> Path:
 
 def read_attributes(path: Path) -> pd.DataFrame:
     """file + one "yes"/"no" column per attribute, with errors naming the bad line."""
-    lines = require_file(path, "CelebA attribute file").read_text().splitlines()
+    lines = read_text(path, "CelebA attribute file").splitlines()
     if len(lines) < 2:
         raise MsaeError(f"{path}: expected a count line and a header line of attribute names")
     names = lines[1].split()
@@ -51,7 +52,7 @@ def read_partition(path: Path) -> dict[str, str]:
     """file -> split name."""
     by_code = {code: name for name, code in SPLITS.items()}
     out = {}
-    for number, line in enumerate(require_file(path, "CelebA partition file").read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "CelebA partition file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -61,7 +62,7 @@ def read_partition(path: Path) -> dict[str, str]:
     return out
 
 
-def load(root: Path, split: str | None) -> Catalogue:
+def load(root: Path, split: str | None, allow_outside: bool = False) -> Catalogue:
     """The images of `split` (train/val/test, needs the partition file; None: all), id = file stem."""
     require_dir(root, "CelebA folder")
     images = image_folder(root)
@@ -72,4 +73,5 @@ def load(root: Path, split: str | None) -> Catalogue:
         partition = read_partition(root / PARTITION_FILE)
         frame = frame[[partition.get(f) == split for f in frame["file"]]]
     frame = frame.assign(id=[Path(f).stem for f in frame["file"]])
-    return catalogue_from_frame(str(root), frame, [images / f for f in frame["file"]])
+    files = files_under(images, frame["file"].tolist(), str(root / ATTR_FILE), allow_outside)
+    return catalogue_from_frame(str(root), frame, files)

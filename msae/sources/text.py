@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from msae.errors import MsaeError
-from msae.sources.base import Catalogue, require_file
+from msae.io import read_text
+from msae.sources.base import Catalogue
 
 DEFAULT_CLASS_TEMPLATES = ("a photo of a {}.",)
 
@@ -43,7 +44,7 @@ def captions(images: Catalogue) -> Catalogue:
 
 def read_lines(path: Path, what: str) -> tuple[list[str], int, int]:
     """Stripped non-empty lines, first occurrence kept; also the counts of empty and repeated lines."""
-    lines = [line.strip() for line in require_file(path, what).read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in read_text(path, what).splitlines()]
     words = [w for w in lines if w]
     unique = list(dict.fromkeys(words))
     return unique, len(lines) - len(words), len(words) - len(unique)

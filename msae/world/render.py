@@ -2,7 +2,9 @@
 
 Work is cut into chunks of consecutive indices of one split and handed to a process pool; every
 image's randomness comes from (seed, split, index), so the bytes do not depend on the pool size.
-The manifest and world.json are written last (atomically): a directory without them is unfinished.
+Everything is rendered into a staging folder beside the output and moved into it only when the
+whole world is written (msae.io.staged_dir; the manifest, then world.json, last): an interrupted
+or failed render leaves an earlier world in the folder exactly as it was.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def render_world(config: RenderConfig, progress: bool = True) -> Path:
     """`msae world render`: render every split to `config.out`; return the manifest path."""
     import pandas as pd
 
-    from msae.io import atomic_path, write_json_atomic
+    from msae.io import atomic_path, staged_dir, write_json_atomic
 
     counts = {
         "train": config.n_train,
@@ -133,26 +135,21 @@ def render_world(config: RenderConfig, progress: bool = True) -> Path:
         "bias_train": config.n_bias,
         "bias_control": config.n_bias,
     }
-    root = config.out
-    for done_file in (MANIFEST, WORLD_JSON):  # a stale manifest must not describe new images
-        (root / done_file).unlink(missing_ok=True)
-    for split in counts:
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-
-    params = WorldParams(**config.world_params())
-    jobs = [(root, config.seed, s, a, b, params) for split, n in counts.items() for s, a, b in _chunks(split, n)]
-    parts = _pool_map(
-        _render_chunk, jobs, resolve_workers(config.workers), sum(counts.values()), "render world", progress
-    )
-    frame = pd.DataFrame([row for part in parts for row in part])
-    if frame.empty:
+    if not any(counts.values()):
         raise MsaeError("nothing to render: every split count is 0")
-
-    manifest = root / MANIFEST
-    with atomic_path(manifest) as tmp:
-        frame.to_parquet(tmp, index=False)
-    write_json_atomic(root / WORLD_JSON, world_summary(frame, config.seed, counts, params))
-    return manifest
+    params = WorldParams(**config.world_params())
+    with staged_dir(config.out, WORLD_JSON) as root:
+        for split in counts:
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        jobs = [(root, config.seed, s, a, b, params) for split, n in counts.items() for s, a, b in _chunks(split, n)]
+        parts = _pool_map(
+            _render_chunk, jobs, resolve_workers(config.workers), sum(counts.values()), "render world", progress
+        )
+        frame = pd.DataFrame([row for part in parts for row in part])
+        with atomic_path(root / MANIFEST) as tmp:
+            frame.to_parquet(tmp, index=False)
+        write_json_atomic(root / WORLD_JSON, world_summary(frame, config.seed, counts, params))
+    return config.out / MANIFEST
 
 
 def world_summary(frame: pd.DataFrame, seed: int, counts: dict[str, int], params: WorldParams) -> dict[str, object]:

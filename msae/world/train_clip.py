@@ -199,10 +199,30 @@ def _restore(
         state = torch.load(state_path, map_location=device, weights_only=True)
     except Exception as exc:  # pickle refusals, truncation and foreign formats all land here
         raise MsaeError(f"--resume: {state_path} is not a training checkpoint msae can read safely ({exc})") from exc
-    if not replays_identically(state["config"], cfg, state["step"]):
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "config": dict,
+        "step": int,
+        "model": dict,
+        "optimizer": dict,
+        "log": list,
+        "elapsed_s": (int, float),
+    }
+    wrong = [k for k, kind in kinds.items() if not isinstance(state, dict) or not isinstance(state.get(k), kind)]
+    if wrong:
+        raise MsaeError(f"--resume: {state_path} is not a world-CLIP training checkpoint (no valid {', '.join(wrong)})")
+    try:
+        same = replays_identically(state["config"], cfg, state["step"])
+    except (TypeError, KeyError):
+        same = False
+    if not same:
         raise MsaeError(f"--resume: {state_path} was trained with {state['config']}, not these parameters")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise MsaeError(
+            f"--resume: {state_path} does not fit the world CLIP ({' '.join(str(exc).split())[:240]})"
+        ) from exc
     return state["step"], state["log"], state["elapsed_s"]
 
 

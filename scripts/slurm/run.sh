@@ -3,12 +3,14 @@
 # `snakemake --profile workflow/profiles/slurm`, then check that
 #   - every scheduled job went through SLURM and completed (sacct, scripts/slurm/jobs.py),
 #   - jobs of rules declaring gpu=1 held a GPU and no other job did,
-#   - the results equal those of a local run (`snakemake --cores 2`) of the same tiny project.
+#   - the results equal, byte for byte, those of a local run (`snakemake --cores 2`) of the same
+#     tiny project (torch jobs run 2 threads in both, as the profile's set-threads says).
 # Prints the squeue lines seen during the run, the sacct table per rule and the times.
 #
 # Usage: scripts/slurm/run.sh [WORKDIR]   (default: a new folder under $TMPDIR, kept for a look)
 # Environment: MSAE_SLURM_FULL=1 runs the default params.yaml instead (the real workload, to
-# measure per-rule resources; no local run to compare with). PYTHON: the interpreter with msae,
+# measure per-rule resources, best on a cluster set up with MSAE_SLURM_MEMORY_KILL=0; no local
+# run to compare with). PYTHON: the interpreter with msae,
 # snakemake and snakemake-executor-plugin-slurm (default: python on PATH).
 set -euo pipefail
 

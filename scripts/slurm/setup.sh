@@ -215,9 +215,13 @@ say "slurmdbd up"
 # The cluster must be known to slurmdbd before slurmctld registers with it.
 sacctmgr -n show cluster format=cluster | grep -qw "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
 sacctmgr -n show account format=account | grep -qw "$ACCOUNT" || sacctmgr -i add account "$ACCOUNT" cluster="$CLUSTER" description="msae pipeline" organization=msae >/dev/null
-sacctmgr -n show assoc where user="$USER_NAME" account="$ACCOUNT" format=user | grep -qw "$USER_NAME" \
-    || sacctmgr -i add user "$USER_NAME" account="$ACCOUNT" defaultaccount="$ACCOUNT" cluster="$CLUSTER" >/dev/null
-say "account $ACCOUNT for user $USER_NAME on cluster $CLUSTER"
+# Root and, under sudo, the user who will submit the jobs.
+users=$(printf '%s\n' "$USER_NAME" "${SUDO_USER:-}" | sort -u | xargs)
+for user in $users; do
+    sacctmgr -n show assoc where user="$user" account="$ACCOUNT" format=user | grep -qw "$user" \
+        || sacctmgr -i add user "$user" account="$ACCOUNT" defaultaccount="$ACCOUNT" cluster="$CLUSTER" >/dev/null
+done
+say "account $ACCOUNT for $users on cluster $CLUSTER"
 
 if ! running slurmctld; then
     slurmctld

@@ -136,10 +136,10 @@ rule embed_vocab:
         'msae --log {log:q} embed --source {params.source:q} --root {input.root:q} --dataset {params.dataset:q} {params.backbone} {params.embed_options} --out {output.out:q}'
 
 
-# One SAE per entry of `runs:`.
+# One SAE per entry of `runs:`, on the store its `embeddings` names (images, captions, ...).
 rule train:
     input:
-        embeddings=f"results/embeddings/{config['data']['name']}/{config['data']['train']}_image.parquet",
+        embeddings=lambda wildcards: config['runs'][wildcards.run]['embeddings'],
     output:
         out=directory('results/sae/{run}'),
     params:
@@ -152,10 +152,45 @@ rule train:
     conda:
         ENV
     shell:
-        'msae --log {log:q} train --embeddings {input.embeddings:q} {params.runs} --out {output.out:q}'
+        'msae --log {log:q} train {params.runs} --out {output.out:q}'
 
 
-# Metrics of each run; the stores used are the `evaluate:` options.
+# Classic dictionary methods (`baselines:`), fitted as SAE run directories results/sae/baseline-<name>.
+rule baseline:
+    input:
+        embeddings=lambda wildcards: config['baselines'][wildcards.baseline]['embeddings'],
+    output:
+        out=directory('results/sae/baseline-{baseline}'),
+    params:
+        baselines=lambda wildcards: options(config['baselines'][wildcards.baseline]),
+    log:
+        'results/logs/baseline/{baseline}.log',
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} baseline {params.baselines} --out {output.out:q}'
+
+
+# Seed stability: each run of `stability.runs` trained again at each of `stability.seeds`.
+rule reseed:
+    input:
+        sae='results/sae/{run}',
+    output:
+        out=directory('results/seeds/{run}/{seed}'),
+    params:
+        seed='{seed}',
+    log:
+        'results/logs/reseed/{run}/{seed}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} reseed --sae {input.sae:q} --seed {params.seed:q} --out {output.out:q}'
+
+
+# Metrics of each run on the images; the stores used are the `evaluate:` options.
 rule evaluate:
     input:
         sae='results/sae/{run}',
@@ -164,6 +199,7 @@ rule evaluate:
         metrics=report('results/eval/{run}/metrics.json', category='Metrics', caption="../report/metrics.rst", labels={'run': '{run}', 'file': 'metrics.json'}),
         progressive='results/eval/{run}/progressive.csv',
     params:
+        modality='image',
         out=lambda wildcards: f"results/eval/{wildcards.run}",
         evaluate=options(config['evaluate']),
     log:
@@ -174,7 +210,95 @@ rule evaluate:
     conda:
         ENV
     shell:
-        'msae --log {log:q} evaluate --sae {input.sae:q} --out {params.out:q} {params.evaluate}'
+        'msae --log {log:q} evaluate --sae {input.sae:q} --modality {params.modality:q} --out {params.out:q} {params.evaluate}'
+
+
+# Language metrics (the paper's Table 2): each run on the captions of each split in `data.language`.
+rule evaluate_text:
+    input:
+        sae='results/sae/{run}',
+        embeddings=f"results/embeddings/{config['data']['name']}/{{split}}_text.parquet",
+        stores=STORES,
+    output:
+        metrics='results/eval/{run}/text_{split}/metrics.json',
+        progressive='results/eval/{run}/text_{split}/progressive.csv',
+    params:
+        modality='text',
+        out=lambda wildcards: f"results/eval/{wildcards.run}/text_{wildcards.split}",
+        evaluate_text=options(config['evaluate_text']),
+    log:
+        'results/logs/evaluate_text/{run}/{split}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} evaluate --sae {input.sae:q} --embeddings {input.embeddings:q} --modality {params.modality:q} --out {params.out:q} {params.evaluate_text}'
+
+
+# Metrics of each seed replica on the images (`evaluate:` options).
+rule evaluate_seed:
+    input:
+        sae='results/seeds/{run}/{seed}',
+        stores=STORES,
+    output:
+        metrics='results/eval/{run}/seeds/{seed}/metrics.json',
+        progressive='results/eval/{run}/seeds/{seed}/progressive.csv',
+    params:
+        modality='image',
+        out=lambda wildcards: f"results/eval/{wildcards.run}/seeds/{wildcards.seed}",
+        evaluate=options(config['evaluate']),
+    log:
+        'results/logs/evaluate_seed/{run}/{seed}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} evaluate --sae {input.sae:q} --modality {params.modality:q} --out {params.out:q} {params.evaluate}'
+
+
+# Metrics of each classic baseline on the images (`evaluate:` options).
+rule evaluate_baseline:
+    input:
+        sae='results/sae/baseline-{baseline}',
+        stores=STORES,
+    output:
+        metrics='results/eval/baseline-{baseline}/metrics.json',
+        progressive='results/eval/baseline-{baseline}/progressive.csv',
+    params:
+        modality='image',
+        out=lambda wildcards: f"results/eval/baseline-{wildcards.baseline}",
+        evaluate=options(config['evaluate']),
+    log:
+        'results/logs/evaluate_baseline/{baseline}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} evaluate --sae {input.sae:q} --modality {params.modality:q} --out {params.out:q} {params.evaluate}'
+
+
+# Decoder atoms of every pair of a run's seeds matched one to one (Paulo & Belrose 2025).
+rule stability:
+    input:
+        sae_a='results/sae/{run}',
+        replicas=expand('results/seeds/{seeded}/{seed}', seeded=config['stability']['runs'], seed=config['stability']['seeds']),
+    output:
+        out='results/eval/{run}/stability.json',
+    params:
+        threshold=config['stability']['threshold'],
+        runs=lambda wildcards: f"results/seeds/{wildcards.run}/*",
+    log:
+        'results/logs/stability/{run}.log',
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} stability --sae-a {input.sae_a:q} --threshold {params.threshold:q} --out {output.out:q} {params.runs}'
 
 
 # Named concepts of each run: names, valid latents, galleries.
@@ -189,6 +313,27 @@ rule concepts:
         concepts=options(config['concepts']),
     log:
         'results/logs/concepts/{run}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} concepts --sae {input.sae:q} --vocab {input.vocab:q} {params.concepts} --out {output.out:q}'
+
+
+# Named concepts of each classic baseline.
+rule concepts_baseline:
+    input:
+        sae='results/sae/baseline-{baseline}',
+        vocab='results/embeddings/vocab/terms.parquet',
+        stores=STORES,
+    output:
+        out=directory('results/concepts/baseline-{baseline}'),
+    params:
+        concepts=options(config['concepts']),
+    log:
+        'results/logs/concepts_baseline/{baseline}.log',
     resources:
         gpu=1,
     threads: TORCH_THREADS
@@ -220,7 +365,7 @@ rule probe_similarity:
         'msae --log {log:q} probe similarity --sae {input.sae:q} --concepts {params.concepts:q} {params.probes_similarity} --out {output.out:q}'
 
 
-# The bias probe of each run.
+# The bias probe of each run (classifier trained with the planted correlation).
 rule probe_bias:
     input:
         sae='results/sae/{run}',
@@ -242,6 +387,28 @@ rule probe_bias:
         'msae --log {log:q} probe bias --sae {input.sae:q} --concepts {params.concepts:q} {params.probes_bias} --out {output.out:q}'
 
 
+# The same bias probe with its classifier trained without the correlation (the contrast).
+rule probe_bias_control:
+    input:
+        sae='results/sae/{run}',
+        concepts='results/concepts/{run}',
+        stores=STORES,
+    output:
+        out=directory('results/probes/{run}/bias_control'),
+    params:
+        concepts=lambda wildcards: f"results/concepts/{wildcards.run}/latents.parquet",
+        probes_bias_control=options(config['probes']['bias_control']),
+    log:
+        'results/logs/probe_bias_control/{run}.log',
+    resources:
+        gpu=1,
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} probe bias --sae {input.sae:q} --concepts {params.concepts:q} {params.probes_bias_control} --out {output.out:q}'
+
+
 # The comparison of all runs (`msae report` reads every run folder under results/).
 rule report:
     input:
@@ -252,6 +419,16 @@ rule report:
         concepts=expand('results/concepts/{run}', run=config['runs']),
         similarity=expand('results/probes/{run}/similarity', run=config['runs']),
         bias=expand('results/probes/{run}/bias', run=config['runs']),
+        bias_control=expand('results/probes/{run}/bias_control', run=config['runs']),
+        language_metrics=expand('results/eval/{run}/text_{split}/metrics.json', run=config['runs'], split=config['data']['language']),
+        language_progressive=expand('results/eval/{run}/text_{split}/progressive.csv', run=config['runs'], split=config['data']['language']),
+        seed_metrics=expand('results/eval/{run}/seeds/{seed}/metrics.json', run=config['stability']['runs'], seed=config['stability']['seeds']),
+        seed_progressive=expand('results/eval/{run}/seeds/{seed}/progressive.csv', run=config['stability']['runs'], seed=config['stability']['seeds']),
+        stability=expand('results/eval/{run}/stability.json', run=config['stability']['runs']),
+        baselines=expand('results/sae/baseline-{baseline}', baseline=config['baselines']),
+        baseline_metrics=expand('results/eval/baseline-{baseline}/metrics.json', baseline=config['baselines']),
+        baseline_progressive=expand('results/eval/baseline-{baseline}/progressive.csv', baseline=config['baselines']),
+        baseline_concepts=expand('results/concepts/baseline-{baseline}', baseline=config['baselines']),
         image_files=config['data']['root'],
     output:
         out=report(directory('results/report'), category='Comparison', caption="../report/comparison.rst", patterns=['{name,[^/]+}.png'], labels={'figure': '{name}'}),

@@ -13,7 +13,7 @@ from functools import cache
 from msae.errors import MsaeError
 from msae.sae.variants.base import Variant, VariantOptions
 
-__all__ = ["Variant", "VariantOptions", "get", "registry"]
+__all__ = ["Variant", "VariantOptions", "get", "registry", "trainable"]
 
 
 @cache
@@ -26,6 +26,11 @@ def registry() -> dict[str, Variant]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         found.append(module.VARIANT)
     return {v.name: v for v in sorted(found, key=lambda v: (v.order, v.name))}
+
+
+def trainable() -> dict[str, Variant]:
+    """The variants `msae train` offers (not the baselines, fitted by `msae baseline`)."""
+    return {name: v for name, v in registry().items() if v.trainable}
 
 
 def get(name: str) -> Variant:

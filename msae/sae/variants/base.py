@@ -13,6 +13,7 @@ model, stored in config.json); `module` is the `SparseAutoencoder` being trained
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from msae.config.base import StageConfig
@@ -21,17 +22,22 @@ if TYPE_CHECKING:
     import torch
 
     from msae.sae.model import SparseAutoencoder
+    from msae.sae.sparse import Objective
 
 
 class VariantOptions(StageConfig):
     """The options a variant adds to `msae train` (declared in the variant's module)."""
 
 
-def default_progressive_ks(n: int) -> list[int]:
-    """The k grid of progressive recovery for every variant: 16, 32, ... doubling while <= n,
-    plus n (the official score_topk grid)."""
-    ks = [k for k in (16 * 2**i for i in range(64)) if k <= n]
-    return ks + [n] if not ks or ks[-1] != n else ks
+@dataclass(frozen=True)
+class SparsePlan:
+    """A training objective the sparse kernels compute (msae.sae.sparse.nested_objective): the
+    weighted mean of the reconstruction losses of nested top-k levels `ks` (ascending), ranked per
+    sample or over the whole batch (`over_batch`), with no other loss term."""
+
+    ks: tuple[int, ...]
+    weights: tuple[float, ...]
+    over_batch: bool
 
 
 class Variant:
@@ -43,6 +49,7 @@ class Variant:
     Options: ClassVar[type[VariantOptions]]
     Architecture: ClassVar[type[StageConfig]]  # config.json's form; the options themselves unless set
     default_lr: ClassVar[float]  # the paper's learning rate for this variant
+    trainable: ClassVar[bool] = True  # False: fitted by another command, never by `msae train`
     nested: ClassVar[bool] = False  # several nested sparse levels (drawn as one curve per run)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -68,8 +75,10 @@ class Variant:
         """The k at which the sparse path equals the top-k of the dense ReLU(a), if it does."""
         return None
 
-    def progressive_ks(self, arch: Any, n: int) -> list[int]:
-        return default_progressive_ks(n)
+    def sparse_plan(self, arch: Any) -> SparsePlan | None:
+        """The nested top-k levels of the training objective when the sparse kernels compute it
+        (k*d per sample); None: the dense objective (train_levels, level_weights, penalty)."""
+        return None
 
     # ----------------------------------------------------------------- computation (torch)
     def add_state(self, module: SparseAutoencoder) -> None:
@@ -88,6 +97,10 @@ class Variant:
     ) -> torch.Tensor | None:
         """An extra loss term (sparsity penalty), or None."""
         return None
+
+    def update_state(self, module: SparseAutoencoder, objective: Objective) -> None:
+        """Fold one training step's result into the variant's non-learned state (BatchTopK's
+        inference threshold); called by every training forward, sparse or dense."""
 
     def infer(self, module: SparseAutoencoder, a: torch.Tensor) -> torch.Tensor:
         """The batch-independent inference activation (the sparse path)."""

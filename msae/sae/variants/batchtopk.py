@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from msae.sae.variants.base import VariantOptions
+from msae.sae.variants.base import SparsePlan, VariantOptions
 from msae.sae.variants.topk import TopK, k_option
 
 if TYPE_CHECKING:
     import torch
 
     from msae.sae.model import SparseAutoencoder
+    from msae.sae.sparse import Objective
 
 THRESHOLD_DECAY = 0.99
 
@@ -34,14 +35,12 @@ def add_threshold_state(module: SparseAutoencoder) -> None:
     module.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
 
 
-def update_threshold(module: SparseAutoencoder, z: torch.Tensor) -> None:
+def update_threshold(module: SparseAutoencoder, kept_min: torch.Tensor) -> None:
     """Fold one training batch's smallest kept activation into the threshold estimate."""
     import torch
 
-    from msae.sae.activations import kept_minimum
-
     with torch.no_grad():
-        module.threshold_ema.mul_(THRESHOLD_DECAY).add_((1 - THRESHOLD_DECAY) * kept_minimum(z))
+        module.threshold_ema.mul_(THRESHOLD_DECAY).add_((1 - THRESHOLD_DECAY) * kept_min)
         module.threshold_updates.add_(1)
         correction = 1 - torch.pow(THRESHOLD_DECAY, module.threshold_updates)
         module.threshold.copy_(module.threshold_ema / correction)
@@ -68,15 +67,19 @@ class BatchTopK(TopK):
     def sparse_topk(self, arch: Any) -> int | None:
         return None
 
+    def sparse_plan(self, arch: Any) -> SparsePlan | None:
+        return SparsePlan((int(arch.k),), (1.0,), over_batch=True)
+
     def add_state(self, module: SparseAutoencoder) -> None:
         add_threshold_state(module)
 
     def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
         from msae.sae.activations import nested_topk
 
-        z = nested_topk(a, [cast(BatchTopKOptions, module.config.arch).k], over_batch=True)[0]
-        update_threshold(module, z)
-        return [z]
+        return nested_topk(a, [cast(BatchTopKOptions, module.config.arch).k], over_batch=True)
+
+    def update_state(self, module: SparseAutoencoder, objective: Objective) -> None:
+        update_threshold(module, objective.kept_min)
 
     def infer(self, module: SparseAutoencoder, a: torch.Tensor) -> torch.Tensor:
         return threshold_activation(module, a)

@@ -4,7 +4,9 @@ Each level i keeps the top-k_i pre-activations (k_1 < ... < k_h, the paper's def
 doubling up to n, plus n, so the last level is the dense ReLU); the loss is the alpha-weighted
 mean of the levels' reconstruction losses with no sparsity term. Weighting `rw` gives
 alpha = [h, ..., 1] on ascending k (the sparsest level weighs most, as the official code does),
-`uw` all ones. At inference the sparse path is the smallest level.
+`uw` all ones. At inference the sparse path is the smallest level: its per-sample top-k, or with
+the batchtopk inner activation a threshold estimated in training as BatchTopK's (the official code
+uses per-sample top-k there, so a sample's latents would follow another rule than in training).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from msae.config.base import ConfigError, IntList, StageConfig, opt
-from msae.sae.variants.base import Variant, VariantOptions
+from msae.sae.variants.base import SparsePlan, Variant, VariantOptions
 
 if TYPE_CHECKING:
     import torch
 
     from msae.sae.model import SparseAutoencoder
+    from msae.sae.sparse import Objective
 
 GROUP = "variant parameters"
 DEFAULT_NESTING_START = 64
@@ -95,10 +98,23 @@ class Matryoshka(Variant):
         return list(arch.nesting)
 
     def sparse_topk(self, arch: Any) -> int | None:
-        return int(arch.nesting[0])
+        return None if arch.inner == "batchtopk" else int(arch.nesting[0])
 
-    def progressive_ks(self, arch: Any, n: int) -> list[int]:
-        return list(arch.nesting)
+    def sparse_plan(self, arch: Any) -> SparsePlan | None:
+        nesting = tuple(int(k) for k in arch.nesting)
+        return SparsePlan(nesting, tuple(level_weights(len(nesting), arch.weighting)), arch.inner == "batchtopk")
+
+    def add_state(self, module: SparseAutoencoder) -> None:
+        if cast(MatryoshkaArchitecture, module.config.arch).inner == "batchtopk":
+            from msae.sae.variants.batchtopk import add_threshold_state
+
+            add_threshold_state(module)
+
+    def update_state(self, module: SparseAutoencoder, objective: Objective) -> None:
+        if cast(MatryoshkaArchitecture, module.config.arch).inner == "batchtopk":
+            from msae.sae.variants.batchtopk import update_threshold
+
+            update_threshold(module, objective.kept_min)  # the smallest level's, the inference path
 
     def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
         from msae.sae.activations import nested_topk
@@ -111,8 +127,12 @@ class Matryoshka(Variant):
 
     def infer(self, module: SparseAutoencoder, a: torch.Tensor) -> torch.Tensor:
         from msae.sae.activations import nested_topk
+        from msae.sae.variants.batchtopk import threshold_activation
 
-        return nested_topk(a, [cast(MatryoshkaArchitecture, module.config.arch).nesting[0]], over_batch=False)[0]
+        arch = cast(MatryoshkaArchitecture, module.config.arch)
+        if arch.inner == "batchtopk":
+            return threshold_activation(module, a)
+        return nested_topk(a, [arch.nesting[0]], over_batch=False)[0]
 
 
 VARIANT = Matryoshka()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from msae.config.base import ConfigError, opt
-from msae.sae.variants.base import Variant, VariantOptions
+from msae.sae.variants.base import SparsePlan, Variant, VariantOptions
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +50,9 @@ class TopK(Variant):
 
     def sparse_topk(self, arch: Any) -> int | None:
         return int(arch.k)
+
+    def sparse_plan(self, arch: Any) -> SparsePlan | None:
+        return SparsePlan((int(arch.k),), (1.0,), over_batch=False)
 
     def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
         return [self.infer(module, a)]

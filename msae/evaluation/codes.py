@@ -1,0 +1,99 @@
+"""The latents of one encoding path on one block of rows, kept in the form that path produces:
+per-sample top-k entries (index, values) for the top-k paths, a dense [B, n] matrix for the dense
+ReLU and threshold paths. Every metric reads a `Code` through the same few operations, so a top-k
+path costs k*d per sample to decode (msae.sae.sparse.decode_latents), not n*d.
+
+The pre-activations of a block are computed once and shared by every path; the per-sample top-k of
+every k on the grid are prefixes of one sorted top-k. A top-k path whose k is at least every row's
+count of positive pre-activations equals the dense path on that block (top-k of ReLU(a) then keeps
+every positive entry): it is not ranked at all, and `same_as_dense` tells the caller to reuse the
+dense path's work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from msae.sae.bands import DENSE_BAND_FRACTION
+from msae.sae.model import SparseAutoencoder
+from msae.sae.sparse import decode_latents
+
+
+@dataclass
+class Code:
+    """Latents of a block: `dense` [B, n], or `index` [B, k] with ReLU `values` [B, k] (0 where the
+    ranked pre-activation is not positive)."""
+
+    n: int
+    dense: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    same_as_dense: bool = False
+
+    @property
+    def rows(self) -> int:
+        return int((self.dense if self.dense is not None else self.values).shape[0])  # type: ignore[union-attr]
+
+    def to_dense(self) -> torch.Tensor:
+        """[B, n] latents (materialised for a top-k code)."""
+        if self.dense is not None:
+            return self.dense
+        assert self.index is not None and self.values is not None
+        return self.values.new_zeros(self.rows, self.n).scatter_(1, self.index, self.values)
+
+    def decode(self, sae: SparseAutoencoder) -> torch.Tensor:
+        """Reconstruction in RAW embedding space; a narrow top-k code by sparse gathers, a wide one
+        (or a dense code) by one matmul, whichever the band rule of training says is cheaper."""
+        if self.dense is not None or self.index.shape[1] > DENSE_BAND_FRACTION * self.n:  # type: ignore[union-attr]
+            return sae.decode(self.to_dense())
+        assert self.index is not None and self.values is not None
+        k = self.index.shape[1]
+        rows = torch.arange(self.rows, device=self.index.device).repeat_interleave(k)
+        processed = decode_latents(
+            rows, self.index.reshape(-1), self.values.reshape(-1), sae.W_dec, sae.b_pre, self.rows
+        )
+        return sae.postprocess(processed)
+
+    def active(self) -> torch.Tensor:
+        """Active latents per sample, float64 [B] (the conventional L0)."""
+        source = self.dense if self.dense is not None else self.values
+        return torch.count_nonzero(source, dim=1).double()  # type: ignore[arg-type]
+
+    def latent_counts(self) -> torch.Tensor:
+        """Samples in which each latent is active, int64 [n] on the CPU."""
+        if self.dense is not None:
+            return torch.count_nonzero(self.dense, dim=0).to("cpu", torch.int64)
+        assert self.index is not None and self.values is not None
+        return torch.bincount(self.index[self.values > 0], minlength=self.n).to("cpu", torch.int64)
+
+
+def block_codes(sae: SparseAutoencoder, x: torch.Tensor, ks: list[int], sparse_k: int | None) -> dict[str, Code]:
+    """The codes of one block of RAW rows `x`: "dense" (ReLU over all latents), "sparse" (the
+    model's own inference activation) and "k=<k>" (per-sample top-k of ReLU(a)) for each k in
+    `ks` below n; `sparse_k`: the k at which the sparse path is a per-sample top-k, if it is."""
+    n = sae.config.n_latents
+    a = sae.pre_activation(x)
+    dense = a.clamp_min(0)
+    codes = {"dense": Code(n, dense=dense, same_as_dense=True)}
+    wanted = sorted({k for k in [*ks, *([sparse_k] if sparse_k else [])] if k < n})
+    max_positive = int(torch.count_nonzero(dense, dim=1).max()) if len(x) else 0
+    ranked_ks = [k for k in wanted if k < max_positive]
+    ranked = a.topk(ranked_ks[-1], dim=1, sorted=True).indices if ranked_ks else None
+    for k in wanted:
+        if ranked is None or k >= max_positive:
+            codes[f"k={k}"] = codes["dense"]
+            continue
+        index = ranked[:, :k]
+        values = a.gather(1, index)
+        codes[f"k={k}"] = Code(n, index=index, values=values * (values > 0).to(values.dtype))
+    if sparse_k:
+        codes["sparse"] = codes[f"k={sparse_k}"] if sparse_k < n else codes["dense"]
+    else:
+        z = sae.activate(a)
+        codes["sparse"] = Code(n, dense=z, same_as_dense=torch.equal(z, dense))  # ReLU: the dense path
+    return codes
+
+
+__all__ = ["Code", "block_codes"]
