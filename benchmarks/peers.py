@@ -4,8 +4,9 @@ Same synthetic data for everyone (d=512, n=4096, k=32, batch 4096, fp32, CPU by 
 system's own module, optimizer and per-step maintenance (decoder renormalisation, gradient
 projection, clipping) with its own default learning rate. Timing: `--rounds` interleaved rounds of
 `--steps` timed steps after one warm-up step, median of the rounds' mean step time. With
-`--fvu-samples S` each system then trains on S samples of a planted sparse dataset (its own
-default lr) and reports held-out FVU = sum ||x - x_hat||^2 / sum ||x - mean||^2.
+`--fvu-samples S` each system then trains `--fvu-epochs` epochs (default 10) over S samples of a
+planted sparse dataset (its own default lr) and reports held-out FVU = sum ||x - x_hat||^2 /
+sum ||x - mean||^2.
 
 Peers are imported if installed (`pip install eai-sparsify sae-lens dictionary-learning
 overcomplete`); a missing or failing one is skipped with the reason printed. The official MSAE
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--official", type=Path, default=None, help="folder holding the official MSAE sae.py, loss.py")
     parser.add_argument("--fvu-samples", type=int, default=0, help="training samples for the held-out FVU (0: skip)")
+    parser.add_argument("--fvu-epochs", type=int, default=10, help="epochs over --fvu-samples before the held-out FVU")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.json")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
@@ -269,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
             "skipped": skipped,
             "fvu_samples": args.fvu_samples,
+            "fvu_epochs": args.fvu_epochs,
             "heldout_fvu": fvu,
         },
     )
@@ -277,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fvu(args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, float]:
-    """Held-out FVU of each system after `fvu_samples` training samples on planted data."""
+    """Held-out FVU of each system after `fvu_epochs` epochs over `fvu_samples` planted samples."""
     d, n, k, batch = args.d, args.n, args.k, args.batch_size
     data = planted(args.fvu_samples + 8192, d, 2 * n, 8, seed=1)
     train, heldout = data[: args.fvu_samples], data[args.fvu_samples :]
-    steps = max(args.fvu_samples // batch, 1)
+    per_epoch = max(args.fvu_samples // batch, 1)
+    steps = per_epoch * args.fvu_epochs
     out: dict[str, float] = {}
     for name, make in systems(d, n, k, steps, args.official).items():
         if name in skipped:
@@ -291,7 +295,8 @@ def _fvu(args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, float]:
         try:
             step, reconstruct = make()
             for i in range(steps):
-                step(train[i * batch : (i + 1) * batch])
+                at = i % per_epoch
+                step(train[at * batch : (at + 1) * batch])
             with torch.no_grad():
                 x_hat = reconstruct(heldout)
         except Exception as exc:  # noqa: BLE001

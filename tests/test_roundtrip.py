@@ -79,20 +79,17 @@ def test_clone_pulled_from_a_dvc_remote_then_switched_both_ways(projects, tmp_pa
 
 
 @pytest.mark.slow
-def test_snakemake_then_dvc_then_snakemake(projects, tmp_path):
-    root = copy_finished(projects[0], tmp_path / "project")
-    sync(root, "snakemake")
+@pytest.mark.parametrize(
+    ("project", "first", "then"),
+    [(0, "snakemake", "dvc"), (1, "dvc", "snakemake")],
+    ids=["snakemake-then-dvc-then-snakemake", "dvc-then-snakemake-then-dvc"],
+)
+def test_either_tool_then_the_other(projects, tmp_path, project, first, then):
+    """The pipeline run by one tool, synced after it, then synced the other way: nothing to do each time."""
+    root = copy_finished(projects[project], tmp_path / "project")
+    sync(root, first)
     assert_nothing_to_do(root)
-    sync(root, "dvc")
-    assert_nothing_to_do(root)
-
-
-@pytest.mark.slow
-def test_dvc_then_snakemake_then_dvc(projects, tmp_path):
-    root = copy_finished(projects[1], tmp_path / "project")
-    sync(root, "dvc")
-    assert_nothing_to_do(root)
-    sync(root, "snakemake")
+    sync(root, then)
     assert_nothing_to_do(root)
 
 
