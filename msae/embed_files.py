@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from msae import __version__
 from msae.errors import MsaeError
-from msae.io import atomic_path, read_text, write_text_atomic
+from msae.io import atomic_path, read_json_object, read_text, write_text_atomic
 from msae.sources import Catalogue
 from msae.store import META_KEY, checked_rows, read_meta, write_embeddings
 
@@ -45,10 +45,9 @@ def skipped_path(out: Path) -> Path:
 def _read_json(path: Path) -> dict | None:
     """A JSON object file of the parts folder, or None when it is absent or damaged."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json_object(path)
+    except MsaeError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 class Parts:

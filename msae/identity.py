@@ -19,19 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from msae.errors import MsaeError
+from msae.interop.hub import resolve
 from msae.io import file_sha256, read_json_object
 from msae.layout import CONFIG_FILE, MODEL_FILE
 
 IDENTITY_KEY = "identity"
-
-
-def _local(sae_dir: str | os.PathLike[str]) -> Path:
-    """A run directory on disk (an hf:// address resolved through the Hub's cache)."""
-    if isinstance(sae_dir, str) and sae_dir.startswith("hf://"):
-        from msae.interop.hub import resolve_hf
-
-        return Path(resolve_hf(sae_dir))
-    return Path(sae_dir)
 
 
 def run_identity(sae_dir: str | os.PathLike[str]) -> str:
@@ -40,7 +32,7 @@ def run_identity(sae_dir: str | os.PathLike[str]) -> str:
     log do not enter: they do not change what the SAE computes."""
     from msae.sae.architecture import SAEConfig
 
-    directory = _local(sae_dir)
+    directory = resolve(sae_dir)
     config_path, model_path = directory / CONFIG_FILE, directory / MODEL_FILE
     config = read_json_object(config_path, "not a finished SAE run (train it with msae train)")
     architecture = SAEConfig.from_dict(config, str(config_path)).to_dict()

@@ -159,14 +159,16 @@ def staged_dir(path: str | os.PathLike[str], done: str, prune: Sequence[str] = (
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def literal_text() -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def literal_text() -> Iterator[None]:
     """matplotlib settings under which every string is drawn exactly as written: a '$' in a
     vocabulary term, caption or file name is not mathtext (which fails on unbalanced or invalid
     math) and LaTeX is never run. Text objects read the setting when they are created, so wrap
-    the whole figure, from creation to saving."""
+    the whole figure, from creation to saving (a `with` block or a decorator)."""
     import matplotlib
 
-    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        yield
 
 
 def read_text(path: str | os.PathLike[str], what: str) -> str:

@@ -87,7 +87,8 @@ def embedding_table(
     id_arr = np.asarray([str(i) for i in ids], dtype=object)
     if len(id_arr) != emb.shape[0]:
         raise MsaeError(f"{where}: {len(id_arr)} ids for {emb.shape[0]} embeddings")
-    require_unique_ids(pa.array(id_arr.tolist(), type=pa.string()), where)
+    id_column = pa.array(id_arr.tolist(), type=pa.string())
+    require_unique_ids(id_column, where)
     _check_finite(where, id_arr, emb)
     full_meta = dict(meta)
     full_meta["dim"] = int(emb.shape[1])
@@ -95,7 +96,7 @@ def embedding_table(
     full_meta.setdefault("msae_version", __version__)
     _validate_meta(full_meta, where)
     arrays: dict[str, pa.Array] = {
-        "id": pa.array(id_arr.tolist(), type=pa.string()),
+        "id": id_column,
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
     }
     frame = pd.DataFrame(columns) if columns is not None else pd.DataFrame()
@@ -232,13 +233,15 @@ def read_embeddings(
 
 
 def _open(
-    path: str | os.PathLike[str], columns: Sequence[str]
+    path: str | os.PathLike[str], columns: Sequence[str], check_ids: bool = True
 ) -> tuple[Path, dict[str, Any], pq.ParquetFile, list[str]]:
-    """(path, checked metadata, Parquet handle, extra columns to read) of a store to stream."""
+    """(path, checked metadata, Parquet handle, extra columns to read) of a store to stream;
+    `check_ids`: read the id column once to refuse repeated or missing ids."""
     p = Path(path)
     meta = read_meta(p)
-    require_unique_ids(pq.read_table(p, columns=["id"]).column("id"), str(p))
     handle = pq.ParquetFile(p)
+    if check_ids:
+        require_unique_ids(handle.read(columns=["id"]).column("id"), str(p))
     return p, meta, handle, _extra_names(handle.schema_arrow, columns, str(p))
 
 
@@ -293,9 +296,11 @@ def iter_row_groups(
     order: Sequence[int],
     columns: Sequence[str] = (),
     check_finite: bool = True,
+    check_ids: bool = True,
 ) -> Iterator[EmbeddingSet]:
-    """Yield whole row groups in the given order (e.g. a seeded permutation for shuffled epochs)."""
-    p, meta, handle, names = _open(path, columns)
+    """Yield whole row groups in the given order (e.g. a seeded permutation for shuffled epochs);
+    `check_ids=False` for a store already checked (a training stream re-reads it every epoch)."""
+    p, meta, handle, names = _open(path, columns, check_ids)
     for index in order:
         table = handle.read_row_group(int(index), columns=["id", "embedding", *names])
         yield _embedding_set(table, names, meta, str(p), check_finite)

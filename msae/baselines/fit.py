@@ -21,7 +21,7 @@ from msae import store
 from msae.baselines.config import BaselineConfig
 from msae.baselines.variant import BaselineArchitecture, latent_count
 from msae.errors import MsaeError
-from msae.io import file_sha256
+from msae.io import file_sha256, staged_dir
 from msae.layout import CONFIG_FILE
 from msae.sae import checkpoint
 from msae.sae.architecture import SAEConfig
@@ -133,7 +133,6 @@ def fit_baseline(config: BaselineConfig) -> dict[str, Any]:
     from msae.runtime import configure_torch
 
     configure_torch()
-    (config.out / CONFIG_FILE).unlink(missing_ok=True)  # never a done file beside stale tensors
     data = store.read_embeddings(config.embeddings, columns=[])
     x = data.embeddings.astype(np.float64)
     if len(x) < 2:
@@ -159,5 +158,6 @@ def fit_baseline(config: BaselineConfig) -> dict[str, Any]:
         },
         "final": final,
     }
-    checkpoint.save(sae, config.out, info)
+    with staged_dir(config.out, CONFIG_FILE) as stage:  # an earlier run there stays whole until now
+        checkpoint.save(sae, stage, info)
     return {"out": str(Path(config.out)), "n_latents": sae.config.n_latents, "seconds": seconds, **final}

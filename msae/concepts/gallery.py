@@ -37,7 +37,8 @@ class GalleryEntry:
         return f"latent_{self.latent:06d}.png"
 
 
-def _load(path: Path | None) -> np.ndarray | None:
+def load_rgb(path: Path | None) -> np.ndarray | None:
+    """An image file as an RGB array; None when there is none or it cannot be decoded."""
     if path is None:
         return None
     from PIL import Image
@@ -77,7 +78,7 @@ def _render_page(entry: GalleryEntry, out_path: Path, columns: int) -> tuple[Pat
             if not entry.images:
                 ax.text(0.5, 0.5, "fires on no image", ha="center", va="center", transform=ax.transAxes)
             continue
-        pixels = _load(entry.images[k])
+        pixels = load_rgb(entry.images[k])
         if pixels is None:
             missing += 1
             ax.text(0.5, 0.5, "image\nunavailable", ha="center", va="center", transform=ax.transAxes, color="gray")

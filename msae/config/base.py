@@ -33,6 +33,10 @@ from pydantic import (
 
 from msae.errors import MsaeError
 
+# A value the pipeline pastes into a quoted shell word (`--root '${data.root}'` in dvc.yaml): no
+# quotes, no $, no backquote, no backslash, no control characters.
+SHELL_WORD = r"^[^'\"`$\\\x00-\x1f\x7f]+$"
+
 
 def option_key(name: str) -> str:
     """The command-line / params.yaml spelling of a field name: `batch_size` -> `batch-size`."""

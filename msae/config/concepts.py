@@ -8,14 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, WithJsonSchema
 
-from msae.config.base import IntList, PathOption, StageConfig, device_option, opt
+from msae.config.base import SHELL_WORD, IntList, PathOption, StageConfig, device_option, opt
 
 NAMING, RULE, OUTPUT = "naming", "valid-concept rule", "galleries"
 Method = Literal["decoder", "decoder-projection", "activation"]
 Gap = Literal["center", "none"]
-# A path that the pipeline pastes into a quoted shell word (the report's `--images '${concepts.images}'`
-# in dvc.yaml): no quotes, no $, no backquote, no backslash, no control characters.
-SHELL_WORD = r"^[^'\"`$\\\x00-\x1f\x7f]+$"
 OPEN_UNIT: dict[str, Any] = {"gt": 0, "lt": 1}  # a quantile or a p-value: strictly between 0 and 1
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from msae.metrics import sparsity
 from msae.sae.bands import DENSE_BAND_FRACTION
 from msae.sae.model import SparseAutoencoder
 from msae.sae.sparse import decode_latents
@@ -52,21 +53,26 @@ class Code:
         k = self.index.shape[1]
         rows = torch.arange(self.rows, device=self.index.device).repeat_interleave(k)
         processed = decode_latents(
-            rows, self.index.reshape(-1), self.values.reshape(-1), sae.W_dec, sae.b_pre, self.rows
+            rows, self.index.reshape(-1), self.values.reshape(-1), sae.W_dec, sae.b_pre, self.rows, rows_sorted=True
         )
         return sae.postprocess(processed)
 
     def active(self) -> torch.Tensor:
         """Active latents per sample, float64 [B] (the conventional L0)."""
         source = self.dense if self.dense is not None else self.values
-        return torch.count_nonzero(source, dim=1).double()  # type: ignore[arg-type]
+        assert source is not None
+        return sparsity.active_count(source)
 
     def latent_counts(self) -> torch.Tensor:
         """Samples in which each latent is active, int64 [n] on the CPU."""
         if self.dense is not None:
             return torch.count_nonzero(self.dense, dim=0).to("cpu", torch.int64)
         assert self.index is not None and self.values is not None
-        return torch.bincount(self.index[self.values > 0], minlength=self.n).to("cpu", torch.int64)
+        active = (self.values > 0).to(torch.int64).reshape(-1)  # no boolean indexing: no host sync
+        counts = torch.zeros(self.n, dtype=torch.int64, device=active.device).index_add_(
+            0, self.index.reshape(-1), active
+        )
+        return counts.cpu()
 
 
 def block_codes(sae: SparseAutoencoder, x: torch.Tensor, ks: list[int], sparse_k: int | None) -> dict[str, Code]:

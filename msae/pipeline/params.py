@@ -25,7 +25,17 @@ from pydantic import Field, create_model
 from pydantic_core import PydanticUndefined
 
 from msae import layout
-from msae.config.base import ConfigError, ConfigSpec, PlainConfig, StageConfig, cli_facts, describe_error, opt, tuple_of
+from msae.config.base import (
+    SHELL_WORD,
+    ConfigError,
+    ConfigSpec,
+    PlainConfig,
+    StageConfig,
+    cli_facts,
+    describe_error,
+    opt,
+    tuple_of,
+)
 from msae.config.embed import ImageSource
 from msae.errors import MsaeError
 from msae.pipeline.stages import STAGES, Stage, option_sections
@@ -35,8 +45,6 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MAX_ERRORS = 10
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SPLIT = r"^[A-Za-z0-9_]+$"
-# A value pasted into a command line (quoted there): no quotes, no control characters.
-SAFE_TEXT = r"^[^'\"`$\\\x00-\x1f\x7f]+$"
 Name = Annotated[str, Field(pattern=NAME)]
 SplitName = Annotated[str, Field(pattern=SPLIT)]
 
@@ -46,7 +54,7 @@ class DataParams(PlainConfig):
 
     name: str = opt(help="dataset name: results/embeddings/<name>/<split>_<modality>.parquet", pattern=NAME)
     source: ImageSource = opt(help="`msae embed --source` of the images")
-    root: str = opt(help="`msae embed --root` of the images", min_length=1, pattern=SAFE_TEXT)
+    root: str = opt(help="`msae embed --root` of the images", min_length=1, pattern=SHELL_WORD)
     images: tuple_of(SplitName) = opt(help="splits whose images are embedded", min_length=1)  # type: ignore[valid-type]
     captions: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
         (), "splits whose captions are embedded (text-trained runs, image->text retrieval, language metrics)"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from msae.concepts.gallery import load_rgb  # noqa: E402
 from msae.io import atomic_path, literal_text  # noqa: E402
 
 HAS_COLOUR = "tab:green"
@@ -30,32 +30,14 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def drawn_as_written(draw: Callable[..., Path]) -> Callable[..., Path]:
-    """A figure function whose text (concept names, query ids, captions) is drawn as written:
-    a '$' is not mathtext (msae.io.literal_text) from the figure's creation to its saving."""
-
-    @functools.wraps(draw)
-    def wrapped(*args: Any, **kwargs: Any) -> Path:
-        with literal_text():
-            return draw(*args, **kwargs)
-
-    return wrapped
-
-
 def load_image(path: Any, image_root: str | os.PathLike[str] | None) -> np.ndarray | None:
     """The item's image as an array, trying the path as given, then under `image_root`; None when
     there is none or it cannot be decoded."""
     if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
         return None
-    from PIL import Image
-
     for candidate in (Path(str(path)), Path(image_root) / str(path) if image_root else None):
         if candidate is not None and candidate.is_file():
-            try:
-                with Image.open(candidate) as img:
-                    return np.asarray(img.convert("RGB"))
-            except (OSError, ValueError):  # unreadable now: drawn as a blank tile with its text
-                return None
+            return load_rgb(candidate)  # unreadable now: None, drawn as a blank tile with its text
     return None
 
 
@@ -68,7 +50,7 @@ def _thumbnail(image: np.ndarray | None, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size)), dtype=np.float64) / 255.0
 
 
-@drawn_as_written
+@literal_text()  # concept names, query ids and captions drawn as written: a "$" is not mathtext
 def neighbour_strip(
     path: str | os.PathLike[str],
     query_title: str,
@@ -118,7 +100,7 @@ def neighbour_strip(
     return save_figure(fig, path)
 
 
-@drawn_as_written
+@literal_text()  # concept names, query ids and captions drawn as written: a "$" is not mathtext
 def concept_curves(
     path: str | os.PathLike[str], alphas: Sequence[float], curves: dict[str, dict[str, Any]], x_label: str
 ) -> Path:
@@ -150,7 +132,7 @@ def concept_curves(
     return save_figure(fig, path)
 
 
-@drawn_as_written
+@literal_text()  # concept names, query ids and captions drawn as written: a "$" is not mathtext
 def bias_bars(
     path: str | os.PathLike[str],
     labels: Sequence[str],

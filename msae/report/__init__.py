@@ -52,13 +52,8 @@ def report_summary(runs: Sequence[RunResults]) -> dict[str, dict[str, float | in
 
 
 def write_headlines(runs: Sequence[RunResults], directory: Path) -> dict[str, Path]:
-    """headline/<run>.json per run, what dvc.yaml declares as metrics; files of runs no longer
-    reported are removed, so `dvc metrics show` lists exactly these runs."""
-    directory.mkdir(parents=True, exist_ok=True)
-    keep = {f"{run.name}.json" for run in runs}
-    for stale in directory.glob("*.json"):
-        if stale.name not in keep:
-            stale.unlink()
+    """headline/<run>.json per run, what dvc.yaml declares as metrics (written into the report's
+    staging folder, whose prune drops the files of runs no longer reported)."""
     return {
         f"{HEADLINE_DIR}/{run.name}.json": write_json_atomic(directory / f"{run.name}.json", headline(run))
         for run in runs

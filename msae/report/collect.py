@@ -79,6 +79,11 @@ class RunResults:
         return variants.registry().get(self.variant)
 
     @property
+    def is_baseline(self) -> bool:
+        """A classic dictionary method (`msae baseline`): its dense path is not its coder."""
+        return self.kind is not None and not self.kind.trainable
+
+    @property
     def nested(self) -> bool:
         """A run with nested sparse levels (drawn as one curve in the Pareto plot)."""
         return bool(self.kind and self.kind.nested)
@@ -149,8 +154,7 @@ def load_run(
         raise MsaeError(
             f"run {name!r}: {metrics_path} not found (run `msae evaluate` for it, or leave it out with --run)"
         )
-    run = RunResults(name=name, metrics=read_json_object(metrics_path))
-    require_complete(run.metrics, metrics_path)
+    run = RunResults(name=name, metrics=_evaluation(metrics_path))
     expected: dict[str, str] = {}
     progressive = eval_dir / name / PROGRESSIVE_FILE
     if progressive.is_file():
@@ -214,9 +218,8 @@ DENSE_HEADLINE = ("fvu", "l0_zero_fraction", "active", "cs", "cknna", "zeroshot_
 def headline(run: RunResults) -> dict[str, float | int]:
     """The run's headline numbers (dense path unless named `sparse_`); absent inputs are left out."""
     numbers: dict[str, float | int] = {}
-    dense_coder = run.kind is None or run.kind.trainable
     for key, source, path in HEADLINE:
-        if key in DENSE_HEADLINE and not dense_coder:
+        if key in DENSE_HEADLINE and run.is_baseline:
             continue
         value: Any = run.concepts if source == "concepts" else run.metrics
         for part in path:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from msae.baselines.variant import Baseline
 from msae.report.collect import RunResults
 
 MISSING = "–"
@@ -47,11 +46,6 @@ class Column:
     @property
     def title(self) -> str:
         return f"{self.header} {'↑' if self.higher_is_better else '↓'}" if self.mark else self.header
-
-
-def is_baseline(run: RunResults) -> bool:
-    """A classic dictionary method (msae baseline): compared on its own coder only."""
-    return isinstance(run.kind, Baseline)
 
 
 def seed_summary(run: RunResults) -> dict[str, Any] | None:
@@ -302,7 +296,7 @@ def tables(runs: Sequence[RunResults]) -> list[Table]:
     """Every table of the report, in order; tables without rows are left out."""
     from msae.report.comparisons import bias_table, modality_tables, seeds_table
 
-    saes = [run for run in runs if not is_baseline(run)]
+    saes = [run for run in runs if not run.is_baseline]
     found = [
         Table("Dense path (the paper's Table 1)", saes, DENSE_COLUMNS, DENSE_NOTE),
         Table("Sparse path", runs, SPARSE_COLUMNS, SPARSE_NOTE),

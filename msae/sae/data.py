@@ -131,7 +131,8 @@ class TrainingData:
     def _streamed(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         groups = rng.permutation(store.count_row_groups(self.path))
         carry: torch.Tensor | None = None
-        for part in store.iter_row_groups(self.path, groups.tolist()):
+        # ids and values were checked when __init__ streamed the store: not again every epoch
+        for part in store.iter_row_groups(self.path, groups.tolist(), check_finite=False, check_ids=False):
             rows = torch.from_numpy(part.embeddings[rng.permutation(len(part))]).to(self.device)
             assert self._mean is not None  # normalise_with() ran (checked by batches())
             rows = (rows - self._mean) * self._scale

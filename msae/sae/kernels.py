@@ -35,6 +35,16 @@ def default_backend(device: torch.device, dtype: torch.dtype = torch.float32) ->
     return "gather"
 
 
+def pointers_of(index: torch.Tensor, n: int) -> torch.Tensor:
+    """CSR pointers [n + 1] of entries grouped by `index` (values in [0, n)). Counted with
+    index_add_ rather than bincount, which reads the maximum back to the host on CUDA: no sync
+    on the training step."""
+    counts = torch.zeros(n, dtype=torch.int64, device=index.device).index_add_(0, index, torch.ones_like(index))
+    pointers = counts.new_zeros(n + 1)
+    torch.cumsum(counts, 0, out=pointers[1:])
+    return pointers
+
+
 def column_order(
     rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int, rows_sorted: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,8 +52,7 @@ def column_order(
     rows ascending). Entries already in row order (`rows_sorted`) need only a stable sort of the
     latents (measured 3x faster on CPU than a counting sort over a dense occupancy and 1.4x than
     a sort of combined keys); entries in any order sort by (latent, row)."""
-    pointers = torch.zeros(n_cols + 1, dtype=torch.int64, device=cols.device)
-    torch.cumsum(torch.bincount(cols, minlength=n_cols), 0, out=pointers[1:])
+    pointers = pointers_of(cols, n_cols)
     if rows_sorted:
         return pointers, torch.sort(cols, stable=True).indices
     return pointers, torch.argsort(cols * n_rows + rows)
@@ -84,9 +93,7 @@ class Pattern:
             perm = None if self.rows_sorted else torch.argsort(self.rows * self.n_cols + self.cols)
             cols = self.cols if perm is None else self.cols[perm]
             rows = self.rows if perm is None else self.rows[perm]
-            pointers = torch.zeros(self.n_rows + 1, dtype=torch.int64, device=rows.device)
-            torch.cumsum(torch.bincount(rows, minlength=self.n_rows), 0, out=pointers[1:])
-            self._by_row = (pointers, cols, perm)
+            self._by_row = (pointers_of(rows, self.n_rows), cols, perm)
         return self._by_row
 
     def by_col(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -218,9 +218,11 @@ def decode_latents(
     b_pre: torch.Tensor,
     batch: int,
     backend: str | None = None,
+    rows_sorted: bool = False,
 ) -> torch.Tensor:
-    """x~_hat = sum_j v_j W_dec[latent_j] + b_pre per sample, at k*d per sample (processed space)."""
-    pattern = Pattern(rows, cols, batch, W_dec.shape[0], backend or default_backend(W_dec.device))  # any order
+    """x~_hat = sum_j v_j W_dec[latent_j] + b_pre per sample, at k*d per sample (processed space).
+    `rows_sorted`: the entries come grouped by sample (no sort needed)."""
+    pattern = Pattern(rows, cols, batch, W_dec.shape[0], backend or default_backend(W_dec.device), rows_sorted)
     return sparse_decode(values.to(W_dec.dtype), W_dec, pattern) + b_pre
 
 
