@@ -9,6 +9,8 @@ get the matching template back.
     results/shards/<data>/<split>_image/<i>/<n>.parquet   one shard of an image split
     results/embeddings/<data>/<split>_image.parquet       gathered image store
     results/embeddings/<data>/<split>_text.parquet        caption store (same ids)
+    results/mixed/<data>/<split>_both.parquet     images and captions mixed (msae mix): a training
+                                                  store only, outside the folder evaluations read
     results/embeddings/<data>/prompts_<name>.parquet      class prompts (zero-shot)
     results/vocab/terms.txt, results/embeddings/vocab/terms.parquet
     results/sae/<run>/          model.safetensors, config.json (written last), train_log.csv
@@ -87,6 +89,9 @@ world_dir = _per_name(f"{RESULTS}/world")
 embeddings_dir = _per_name(f"{RESULTS}/embeddings")  # a data source's embedding stores
 image_store = _nested(embeddings_dir, suffix="_image.parquet")  # (data, split)
 text_store = _nested(embeddings_dir, suffix="_text.parquet")  # (data, split)
+# (data, split): images and captions mixed, for training only; kept out of embeddings_dir, which
+# every evaluation depends on as a whole (DVC), so adding a mixed store reruns no evaluation
+both_store = _nested(_per_name(f"{RESULTS}/mixed"), suffix="_both.parquet")
 prompt_store = _nested(embeddings_dir, "prompts_", ".parquet")  # (data, prompt)
 shard_dir = _nested(_per_name(f"{RESULTS}/shards"), suffix="_image")  # (data, split)
 VOCAB_TERMS = f"{RESULTS}/vocab/terms.txt"

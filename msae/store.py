@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from msae import __version__
+from msae.config.embed import StoreModality
 from msae.errors import MsaeError
 from msae.io import atomic_path
 
 META_KEY = b"msae"
 REQUIRED_META = ("model", "pretrained", "modality", "dim", "dataset", "split")
-MODALITIES = ("image", "text")
+MODALITIES = get_args(StoreModality)
 RESERVED = ("id", "embedding")
 
 

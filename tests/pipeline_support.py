@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from msae import layout
 from msae.pipeline.jobs import Step, dvc_steps, snakemake_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,8 @@ def tiny_params(
 ) -> dict:
     """A few hundred world images and one small run per variant (or only the `runs` named):
     the whole pipeline in minutes. `extras` adds a PCA baseline and a second seed of the first
-    run (with its stability job); without, the pipeline has only the stages every run needs."""
+    run (with its stability job) and a copy of the last run trained on both modalities; without,
+    the pipeline has only the stages every run needs."""
     params = copy.deepcopy(default)
     params["worlds"]["shapes"].update({"n-train": 400, "n-val": 0, "n-test": 200, "n-bias": 160, "workers": 1})
     params["backbone"]["pretrained"] = pretrained
@@ -138,6 +140,10 @@ def tiny_params(
     train = default["runs"][next(iter(default["runs"]))]["embeddings"]  # the image store of the train split
     params["runs"] = {name: {"embeddings": train, **every[name]} for name in runs}
     params["baselines"] = {"pca4": {"embeddings": train, "method": "pca", "components": 4, "seed": 0}} if extras else {}
+    params["data"]["both"] = ["train"] if extras else []
+    if extras:  # a run on both modalities (the train split's images and captions mixed)
+        both = layout.both_store(params["data"]["name"], "train")
+        params["runs"]["both"] = {"embeddings": both, **every[runs[-1]]}
     params["stability"].update({"runs": list(runs[:1]) if extras else [], "seeds": [1]})
     params["evaluate"].update({"cknna-batch": 100, "probe-max-epochs": 5, "device": "cpu"})
     params["evaluate_text"].update({"cknna-batch": 100, "device": "cpu"})

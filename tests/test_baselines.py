@@ -67,6 +67,19 @@ def test_pca_reconstructs_a_low_rank_set_as_scikit_learn_does(tmp_path):
     assert int((z > 0).sum(1).max()) == 6
 
 
+@pytest.mark.parametrize("method", ["pca", "dictionary"])
+def test_the_same_fit_writes_the_same_files(tmp_path, method):
+    """A pipeline reruns a baseline only when its inputs change, and the two tools must agree on
+    its outputs: a refit with the same options and seed gives byte-identical files."""
+    x = _low_rank(np.random.default_rng(3), 300, rank=4, noise=0.1).astype(np.float32)
+    path = write_store(tmp_path / "x.parquet", x)
+    options = {"components": 4, "seed": 0} | ({"k": 2, "max_iter": 2} if method == "dictionary" else {})
+    for name in ("a", "b"):
+        fit_baseline(BaselineConfig(embeddings=path, out=tmp_path / name, method=method, **options))
+    for file in ("config.json", "model.safetensors"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+
+
 def test_ica_recovers_the_mixing_of_planted_independent_sources(tmp_path):
     rng = np.random.default_rng(1)
     mixing = rng.normal(size=(5, D))

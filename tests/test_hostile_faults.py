@@ -33,6 +33,7 @@ def _writers(good: dict, out: Path) -> dict[str, tuple[list, str | None, tuple[s
     """command -> (command line, the output's done file or None for a file, work folders)."""
     return {
         "gather": (["gather", "--out", out, good["images"]], None, ()),
+        "mix": (["mix", "--image", good["images"], "--text", good["captions"], "--out", out], None, ()),
         "vocab": (["vocab", "--out", out, "--n-common", "0"], None, ()),
         "stability": (["stability", good["sae"], good["sae"], "--out", out], None, ()),
         "embed": (
@@ -64,7 +65,18 @@ def _writers(good: dict, out: Path) -> dict[str, tuple[list, str | None, tuple[s
     }  # fmt: skip
 
 
-COMMANDS = ("gather", "vocab", "stability", "embed", "probe bias", "probe similarity", "export", "concepts", "train")
+COMMANDS = (
+    "gather",
+    "mix",
+    "vocab",
+    "stability",
+    "embed",
+    "probe bias",
+    "probe similarity",
+    "export",
+    "concepts",
+    "train",
+)
 
 
 def _disk_full_under(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +93,7 @@ def _disk_full_under(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_full_disk_is_reported_and_leaves_the_old_output(good, tmp_path, monkeypatch, command):
-    name = "result" if command not in ("gather", "embed", "stability", "vocab") else "result.out"
+    name = "result" if command not in ("gather", "mix", "embed", "stability", "vocab") else "result.out"
     line, done, work = _writers(good, tmp_path / "out" / name)[command]
     old_output(tmp_path / "out" / name, done)
     _disk_full_under(tmp_path / "out", monkeypatch)

@@ -163,6 +163,7 @@ def _writers(good: dict, out: Path) -> dict[str, list]:
     """command -> command line writing `out`."""
     return {
         "gather": ["gather", "--out", out, good["images"]],
+        "mix": ["mix", "--image", good["images"], "--text", good["captions"], "--out", out],
         "vocab": ["vocab", "--out", out, "--n-common", "0"],
         "stability": ["stability", good["sae"], good["sae"], "--out", out],
         "embed": ["embed", "--source", "terms", "--root", good["terms"], "--model", "msae-world",
@@ -179,7 +180,7 @@ def _writers(good: dict, out: Path) -> dict[str, list]:
     }  # fmt: skip
 
 
-FILE_WRITERS = ("gather", "vocab", "stability", "embed")
+FILE_WRITERS = ("gather", "mix", "vocab", "stability", "embed")
 FOLDER_WRITERS = ("probe bias", "probe similarity", "export", "import", "concepts", "evaluate")
 
 

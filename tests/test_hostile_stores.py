@@ -57,6 +57,10 @@ SLOTS: dict[str, Slot] = {
         "images", "summary.json", "image",
     ),
     "gather": (lambda g, b, o: ["gather", "--out", o, b], "images", None, None),
+    "mix --image": (
+        lambda g, b, o: ["mix", "--image", b, "--text", g["captions"], "--out", o], "images", None, "image",
+    ),
+    "mix --text": (lambda g, b, o: ["mix", "--image", g["images"], "--text", b, "--out", o], "captions", None, "text"),
 }  # fmt: skip
 NEEDS_SAE = {s for s in SLOTS if not s.startswith(("train", "gather"))}
 # the store problems a slot cannot have: gather and train accept any width and backbone

@@ -104,6 +104,8 @@ def test_default_runs_cover_the_paper_comparison():
             "not a file the pipeline makes",
         ),
         (lambda p: p["data"].update(language=["val"]), "data.language", "no caption store"),
+        (lambda p: p["data"].update(both=["bias_train"]), "data.both", "not in data.captions"),
+        (lambda p: p["data"].update(both=["val"]), "data.both", "not in data.images and data.captions"),
         (
             lambda p: p["runs"]["topk_k8"].update(embeddings="results/embeddings/shapes/val_text.parquet"),
             "runs.topk_k8.embeddings",

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from pipeline_support import ROOT, both_dags, copy_project, init_dvc_repo, run_tool
 
+from msae import layout
 from msae.cli import build_parser
 from msae.pipeline.jobs import dvc_steps, snakemake_steps
 
@@ -127,6 +128,25 @@ def test_sharded_embedding_adds_one_job_per_shard(tmp_path):
     shard_jobs = [argv for argv, _, _ in snakemake if argv[3] == "embed" and "--shard" in argv]
     assert len(shard_jobs) == 3 * len(params["data"]["images"])
     assert {argv[argv.index("--shard") + 1] for argv in shard_jobs} == {"0/3", "1/3", "2/3"}
+
+
+def test_a_run_on_both_modalities_adds_its_mixed_store(tmp_path):
+    """`data.both` makes one `msae mix` job per split; a run naming the mixed store trains on it and
+    is evaluated on the images and on the captions like every run (the two tools agree)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["both"] = ["train"]
+    mixed = layout.both_store(params["data"]["name"], "train")
+    params["runs"]["matryoshka_both"] = {**params["runs"]["matryoshka_text"], "embeddings": mixed}
+    snakemake, dvc = both_dags(with_params(tmp_path, params))
+    assert_same(snakemake, dvc)
+    ((_, outputs),) = [(argv, outputs) for argv, _, outputs in snakemake if argv[3] == "mix"]
+    assert outputs == {mixed}
+    jobs = {argv[3]: inputs for argv, inputs, _ in snakemake if "results/sae/matryoshka_both" in " ".join(argv)}
+    assert mixed in jobs["train"] and {"evaluate"} <= set(jobs)
+    # only its training reads the mixed store: adding one reruns no other run's evaluation
+    assert [argv[3] for argv, inputs, _ in snakemake if mixed in inputs] == ["train"]
+    evaluations = [argv for argv, _, _ in snakemake if argv[3] == "evaluate" and "results/sae/matryoshka_both" in argv]
+    assert sorted(argv[argv.index("--modality") + 1] for argv in evaluations) == ["image", "text"]
 
 
 def _parse(command: str):

@@ -86,6 +86,12 @@ def test_dvc_metrics_are_the_headline_of_each_run(tmp_path_factory):
 @pytest.mark.slow
 def test_one_run_per_variant_through_both_tools_gives_identical_results(projects):
     assert_identical_results(*projects)
+    by_snakemake, _ = projects
+    results = by_snakemake / "results"  # the run on both modalities, evaluated on each, in the report
+    assert json.loads((results / "sae/both/config.json").read_text())["data"]["modality"] == "both"
+    assert (results / "eval/both/metrics.json").is_file() and (results / "eval/both/text_test/metrics.json").is_file()
+    table = (results / "report/table.md").read_text()
+    assert "| both · " in table and "trained on image+text" in table
 
 
 @pytest.mark.slow

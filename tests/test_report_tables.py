@@ -115,6 +115,8 @@ def test_headers_say_which_l0_is_which_and_baselines_leave_the_dense_table(runs)
     assert "fraction of latents that are zero" in text and "what most SAE libraries call L0" in text
     assert [c.header for c in SPARSE_COLUMNS][:2] == ["L0 (zero frac.)", "Active (count)"]
     assert "msae_text · Matryoshka (RW, n = 64) · trained on text" in text
+    runs[2].config["data"] = {"modality": "both"}  # type: ignore[index]
+    assert "msae_text · Matryoshka (RW, n = 64) · trained on image+text" in tables_markdown(runs)
 
 
 def test_lp_kl_below_the_papers_precision_tells_runs_apart(runs):
@@ -144,6 +146,14 @@ def test_stability_column_and_seeds_table_are_mean_and_std_over_seeds(runs):
     assert _numbers(seeds["topk_k8"]["Shared@0.7 ↑"]) == [0.66, 0.03]
     summary = seed_summary(topk)
     assert summary is not None and summary["mean"]["lp_kl"] == pytest.approx(np.mean([m["lp_kl"] for m in every]))
+
+
+def test_stability_headers_and_notes_state_the_threshold_the_runs_were_matched_at(runs):
+    runs[0].stability = {**(runs[0].stability or {}), "threshold": 0.8}
+    text = tables_markdown(runs)
+    seeds = _tables(text)["Seeds: mean ± std over seeds and dictionary stability"]["topk_k8"]
+    assert "Shared@0.8 ↑" in seeds and "above cosine 0.8" in text
+    assert "0.7" not in text and "{threshold}" not in text and "{threshold}" not in tables_html(runs)
 
 
 def test_table_two_puts_language_beside_vision_per_training_modality(runs):

@@ -149,7 +149,7 @@ def fit_baseline(config: BaselineConfig) -> dict[str, Any]:
     final = {"fvu": training_fvu(sae, data.embeddings)}
     provenance = {key: data.meta.get(key) for key in ("model", "pretrained", "modality", "dataset", "split")}
     info = {
-        "training": {key: getattr(config, key) for key in FIT_KEYS} | {"seconds": round(seconds, 3)},
+        "training": {key: getattr(config, key) for key in FIT_KEYS},  # no wall time: the same fit, the same file
         "data": {
             "path": str(config.embeddings),
             "sha256": file_sha256(config.embeddings),

@@ -1,10 +1,11 @@
-"""`msae embed` (one source through a CLIP backbone into an embedding store) and `msae gather`
-(concatenate the shard stores of a split `msae embed --shard i/n` run)."""
+"""`msae embed` (one source through a CLIP backbone into an embedding store), `msae gather`
+(concatenate the shard stores of a split `msae embed --shard i/n` run) and `msae mix` (the image
+and caption stores of a split as one store of both modalities)."""
 
 from __future__ import annotations
 
 from msae.commands import Command, single
-from msae.config.embed import EmbedConfig, GatherConfig
+from msae.config.embed import EmbedConfig, GatherConfig, MixConfig
 
 
 def run(config: EmbedConfig) -> int:
@@ -27,6 +28,14 @@ def run_gather(config: GatherConfig) -> int:
 
     rows = gather_run(config)
     print(f"msae gather: wrote {rows} rows from {len(config.shards)} store(s) to {config.out}")
+    return 0
+
+
+def run_mix(config: MixConfig) -> int:
+    from msae.mix import mix_run
+
+    rows = mix_run(config)
+    print(f"msae mix: wrote {rows} image and text embeddings to {config.out}")
     return 0
 
 
@@ -53,5 +62,17 @@ COMMANDS = (
         spec=single(GatherConfig),
         run=run_gather,
         order=21,
+    ),
+    Command(
+        "mix",
+        help="mix the image and caption stores of a split into one store, to train on both modalities",
+        description=(
+            "Interleave an image store and a caption store of the same backbone into one store of "
+            "modality 'both' (ids image:<id> and text:<id>, a modality column), for an SAE trained on "
+            "image and text embeddings at once; evaluate it on each modality with --modality."
+        ),
+        spec=single(MixConfig),
+        run=run_mix,
+        order=22,
     ),
 )

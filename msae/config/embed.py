@@ -10,7 +10,9 @@ from msae.config.base import PathList, PathOption, StageConfig, StrList, device_
 ImageSource = Literal["world", "folder", "manifest", "webdataset", "celeba"]
 TextSource = Literal["terms", "classes"]
 SourceKind = Literal[ImageSource, TextSource]
-Modality = Literal["image", "text"]
+Modality = Literal["image", "text"]  # what `msae embed` makes
+# What a store holds: one modality, or both (`msae mix`: the image and caption stores of a split).
+StoreModality = Literal["image", "text", "both"]
 ROOT_HELP = (
     "world: the render folder (manifest.parquet); folder: ROOT/<class>/<image>; manifest: a .csv/.tsv/"
     ".parquet file with a path column; webdataset: a .tar or a folder of .tar shards; celeba: the folder "
@@ -79,6 +81,15 @@ class GatherConfig(StageConfig):
 
     out: PathOption = opt(help="output .parquet store")
     shards: PathList = opt(help="the shard stores", positional=True, metavar="SHARD.parquet")
+
+
+class MixConfig(StageConfig):
+    """Mix the image and caption stores of one split into one store (modality `both`), for SAEs
+    trained on both modalities at once."""
+
+    image: PathOption = opt(help="the image store (.parquet, from msae embed or gather)")
+    text: PathOption = opt(help="the caption store of the same backbone (msae embed --modality text)")
+    out: PathOption = opt(help="output .parquet store (ids become image:<id> and text:<id>)")
 
 
 class VocabConfig(StageConfig):

@@ -16,8 +16,8 @@ class EvalOptions(StageConfig):
     embeddings: PathOption = opt(help="evaluation embedding store (Parquet)", group=STORES)
     modality: Modality | None = opt(
         None,
-        "the modality --embeddings must hold; default: the one the SAE was trained on (give the other "
-        "for a cross-modal evaluation, the paper's Table 2)",
+        "the modality --embeddings must hold; default: the one the SAE was trained on, either for one "
+        "trained on both (give the other for a cross-modal evaluation, the paper's Table 2)",
         group=STORES,
     )
     probe_train: PathOption | None = opt(

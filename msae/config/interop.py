@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from msae.config.base import PathOption, StageConfig, opt
-from msae.config.embed import Modality
+from msae.config.embed import StoreModality
 
 EXCHANGE = "checkpoint provenance (lets later stages check embeddings against the right CLIP)"
 
@@ -17,7 +17,7 @@ class ImportConfig(StageConfig):
     out: PathOption = opt(help="run directory to write, e.g. results/sae/<run>/")
     model: str | None = opt(None, "open_clip model name of the embeddings it was trained on", group=EXCHANGE)
     pretrained: str | None = opt(None, "open_clip pretrained tag of those embeddings", group=EXCHANGE)
-    modality: Modality | None = opt(None, "modality of the training embeddings", group=EXCHANGE)
+    modality: StoreModality | None = opt(None, "modality of the training embeddings", group=EXCHANGE)
 
 
 class OfficialImportConfig(ImportConfig):

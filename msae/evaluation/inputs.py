@@ -27,10 +27,12 @@ def check_inputs(
     sae: SparseAutoencoder, embeddings: Path, modality: str | None = None
 ) -> tuple[dict[str, Any], int, list[str]]:
     """The evaluation store's metadata, row count and columns, after checking it fits the SAE and
-    holds `modality` (default: the modality the SAE was trained on)."""
+    holds `modality` (default: the modality the SAE was trained on; either, for one trained on both)."""
     meta = store.read_meta(embeddings)
     if modality is None and sae.record is not None and sae.record.data is not None:
         modality = sae.record.data.modality
+    if modality == "both":
+        modality = None  # an SAE trained on both modalities reads either
     sae.require_compatible(meta, str(embeddings), modality=modality)
     n_rows = store.count_rows(embeddings)
     if n_rows == 0:

@@ -59,6 +59,12 @@ class DataParams(PlainConfig):
     captions: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
         (), "splits whose captions are embedded (text-trained runs, image->text retrieval, language metrics)"
     )
+    both: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
+        (),
+        "splits whose image and caption stores are mixed into one (results/mixed/<name>/<split>_both.parquet, "
+        "`msae mix`) "
+        "for runs trained on both modalities; each must be in images and in captions",
+    )
     language: tuple_of(SplitName) = opt(  # type: ignore[valid-type]
         (),
         "caption splits every run is also evaluated on (language metrics, the paper's Table 2; "
@@ -265,6 +271,10 @@ def _job_problems(params: dict[str, Any]) -> Iterator[str]:
     for split in data.get("language", ()):
         if split not in data.get("captions", ()):
             yield f"data.language: split {split!r} has no caption store (add it to data.captions: {data.get('captions', [])})"
+    for split in data.get("both", ()):
+        lacking = [key for key in ("images", "captions") if split not in data.get(key, ())]
+        if lacking:
+            yield f"data.both: split {split!r} is not in data.{' and data.'.join(lacking)} (both stores are mixed)"
     yield from _stability_problems(params)
     yield from _shard_problems(params["embed"]["shards"])
     made = outputs(params)

@@ -20,7 +20,7 @@ from typing import Any
 from msae import layout
 from msae.baselines.config import BaselineConfig
 from msae.config.concepts import ConceptsConfig
-from msae.config.embed import BackboneOptions, EmbedConfig, GatherConfig, VocabConfig
+from msae.config.embed import BackboneOptions, EmbedConfig, GatherConfig, MixConfig, VocabConfig
 from msae.config.evaluate import EvaluateConfig, StabilityConfig
 from msae.config.probes import BiasConfig, SimilarityConfig
 from msae.config.report import ReportConfig
@@ -34,6 +34,7 @@ WORLDS = Expansion(("world",), ("worlds",), mapping=True)
 PROMPTS = Expansion(("prompt",), ("data.prompts",), mapping=True)
 IMAGE_SPLITS = Expansion(("split",), ("data.images",))
 CAPTION_SPLITS = Expansion(("split",), ("data.captions",))
+BOTH_SPLITS = Expansion(("split",), ("data.both",))
 SHARDS = Expansion(("split", "shard"), ("data.images", "embed.shards"))
 
 
@@ -184,6 +185,17 @@ STAGES: tuple[Stage, ...] = (
         Arg("dataset", DATA),
         Arg("out", layout.text_store(DATA, "{split}"), "out"),
         expansion=CAPTION_SPLITS,
+    ),
+    Stage(
+        "mix",
+        "mix",
+        "Stores of both modalities (images and captions mixed) of the splits in `data.both`.",
+        spec=spec_of(MixConfig),
+        args=tuple(
+            Arg(key, store(DATA, "{split}"), "out" if key == "out" else "in")
+            for key, store in (("image", layout.image_store), ("text", layout.text_store), ("out", layout.both_store))
+        ),
+        expansion=BOTH_SPLITS,
     ),
     _embed(
         "embed_prompts",

@@ -12,15 +12,15 @@ from msae.report.table import Column, Table, path_columns, seed_summary, source_
 
 MODALITY_NOTE = (
     "The paper's Table 2 on the dense path: each run evaluated on held-out captions (language) and "
-    "held-out images (vision), mean ± std over samples (CKNNA: over batches). A text-trained run is "
-    "marked in its label. L0 (zero frac.) is the paper's L0, the fraction of zero latents (↑ sparser). "
+    "held-out images (vision), mean ± std over samples (CKNNA: over batches). A run trained on text, "
+    "or on both modalities (image+text), is marked in its label. L0 (zero frac.) is the paper's L0, the fraction of zero latents (↑ sparser). "
     "NDN = latents dead at the end of training (the paper's single NDN column)."
 )
 SEEDS_NOTE = (
     "Runs trained at several seeds (stability: in params.yaml; only the seed changes): each metric is "
     "the mean ± std (ddof 1) over the seeds, dense path on the held-out images. Matched cos. = mean "
-    "cosine of the decoder atoms matched one to one (Hungarian) between two seeds; Shared@0.7 = share of "
-    "atoms matched above cosine 0.7 (Paulo & Belrose 2025); both mean ± std over every pair of seeds."
+    "cosine of the decoder atoms matched one to one (Hungarian) between two seeds; Shared@{threshold} = share "
+    "of atoms matched above cosine {threshold} (Paulo & Belrose 2025); both mean ± std over every pair of seeds."
 )
 BIAS_NOTE = (
     "The planted bias shown by contrast: the same bias probe with its classifier trained on the split "
@@ -64,7 +64,7 @@ SEEDS_COLUMNS: tuple[Column, ...] = (
     _over_seeds("Sparse FVU", False, ("sparse", "fvu")),
     _over_seeds("Active (count)", False, ("sparse", "active"), "nats"),
     Column("Matched cos.", True, ("mean_cosine",), ("mean_cosine_std",), source="stability"),
-    Column("Shared@0.7", True, ("fraction_above",), ("fraction_above_std",), source="stability"),
+    Column("Shared@{threshold}", True, ("fraction_above",), ("fraction_above_std",), source="stability"),
 )
 
 

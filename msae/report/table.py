@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -92,7 +92,7 @@ def source_data(run: RunResults, source: str) -> Any:
 
 
 STABILITY_TIP = (
-    "seed stability: share of decoder atoms matched one to one (Hungarian) above cosine 0.7 between "
+    "seed stability: share of decoder atoms matched one to one (Hungarian) above cosine {threshold} between "
     "seeds, mean ± std over all pairs of seeds (Paulo & Belrose 2025); – without extra seeds"
 )
 L0_TIP = "the paper's L0: fraction of latents that are zero per sample (higher = sparser)"
@@ -147,7 +147,7 @@ DENSE_NOTE = (
     f"its batches). {SPARSITY_HEADERS} LP(KL) below 0.01 nats prints in scientific notation. NDN is a(b) = "
     "never active on the evaluation set (dead at the end of training); ZS/R@5 ret. = zero-shot accuracy / "
     "image→text recall@5 with reconstructions divided by with originals; Valid = valid named concepts; "
-    "Stability = share of atoms matched above cosine 0.7 across seeds (mean ± std over seed pairs). Best "
+    "Stability = share of atoms matched above cosine {threshold} across seeds (mean ± std over seed pairs). Best "
     "value per column in bold; ↑ higher is better, ↓ lower."
 )
 SPARSE_NOTE = (
@@ -241,11 +241,14 @@ def build_rows(runs: Sequence[RunResults], columns: Sequence[Column]) -> list[li
     return rows
 
 
+TRAINED_ON = {"both": "image+text"}  # a label word for a store modality, where it differs
+
+
 def training_modality(run: RunResults) -> str | None:
     """The modality of the run's training store (config.json), when it is not images."""
     data = (run.config or {}).get("data")
     modality = data.get("modality") if isinstance(data, dict) else None
-    return str(modality) if modality and modality != "image" else None
+    return TRAINED_ON.get(str(modality), str(modality)) if modality and modality != "image" else None
 
 
 def model_label(run: RunResults) -> str:
@@ -284,12 +287,31 @@ def to_html(runs: Sequence[RunResults], columns: Sequence[Column], caption: str)
 
 @dataclass(frozen=True)
 class Table:
-    """One table of the report: a heading, its runs and columns, and the note under it."""
+    """One table of the report: a heading, its runs and columns, and the note under it. Headers,
+    tips and the note may say `{threshold}`: the stability cosine the runs were matched at."""
 
     heading: str
     runs: Sequence[RunResults]
     columns: Sequence[Column]
     note: str
+
+    def stating(self, threshold: str) -> Table:
+        """The table with `{threshold}` filled in everywhere it is said."""
+
+        def fill(text: str) -> str:
+            return text.replace("{threshold}", threshold)
+
+        columns = [replace(c, header=fill(c.header), tip=fill(c.tip)) for c in self.columns]
+        return Table(self.heading, self.runs, columns, fill(self.note))
+
+
+def stability_threshold(runs: Sequence[RunResults]) -> str:
+    """The cosine the runs' seeds were matched at, as their stability.json record it (several
+    joined by '/'); `msae stability`'s default when no run has one."""
+    from msae.config.evaluate import StabilityConfig
+
+    found = {float(r.stability["threshold"]) for r in runs if r.stability and "threshold" in r.stability}
+    return "/".join(f"{t:g}" for t in sorted(found)) or f"{StabilityConfig.model_fields['threshold'].default:g}"
 
 
 def tables(runs: Sequence[RunResults]) -> list[Table]:
@@ -304,7 +326,8 @@ def tables(runs: Sequence[RunResults]) -> list[Table]:
         seeds_table(saes),
         bias_table(saes),
     ]
-    return [table for table in found if table.runs]
+    threshold = stability_threshold(runs)
+    return [table.stating(threshold) for table in found if table.runs]
 
 
 def tables_markdown(runs: Sequence[RunResults]) -> str:

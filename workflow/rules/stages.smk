@@ -77,6 +77,21 @@ rule embed_captions:
         'msae --log {log:q} embed --source {params.source:q} --root {input.root:q} --split {params.split:q} --modality {params.modality:q} --dataset {params.dataset:q} {params.backbone} {params.embed_options} --out {output.out:q}'
 
 
+# Stores of both modalities (images and captions mixed) of the splits in `data.both`.
+rule mix:
+    input:
+        image=f"results/embeddings/{config['data']['name']}/{{split}}_image.parquet",
+        text=f"results/embeddings/{config['data']['name']}/{{split}}_text.parquet",
+    output:
+        out=f"results/mixed/{config['data']['name']}/{{split}}_both.parquet",
+    log:
+        'results/logs/mix/{split}.log',
+    conda:
+        ENV
+    shell:
+        'msae --log {log:q} mix --image {input.image:q} --text {input.text:q} --out {output.out:q}'
+
+
 # Class-prompt stores (zero-shot classifiers), one per `data.prompts` entry.
 rule embed_prompts:
     input:
