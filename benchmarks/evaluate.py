@@ -11,7 +11,9 @@ own; `cpu_s` is the process's CPU time (on a shared machine wall time also count
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py [--rows 100000 20000] [--threads 2]
 
 Prints a table and merges its runs into benchmarks/results/evaluate.json (replacing earlier runs of
-the same size and CKNNA cap).
+the same size and CKNNA cap). Beside it, one plain matmul of the same shape: the Gram matrix of one
+block of latents (10,000 x n, bf16 where the CPU has it), the unit of CKNNA's cost (each code too
+dense for a CSR product costs one Gram per block), and CKNNA's time in those units.
 """
 
 from __future__ import annotations
@@ -42,7 +44,17 @@ sae = load(sys.argv[1])
 res = evaluate(sae, EvalOptions(embeddings=sys.argv[2], probe_train=sys.argv[3], cknna_max_batches=int(sys.argv[5]) or None), progress=False)
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
+# the plain-matmul unit of CKNNA: one latent Gram matrix of a block (10,000 x n), in the precision
+# the k-NN search uses for wide codes; every wide code's graph on every block costs at least this
+from msae.metrics.alignment import CHUNK_ELEMENTS, native_bf16_cpu
+block = torch.rand(10000, sae.config.n_latents).to(torch.bfloat16 if native_bf16_cpu() else torch.float32)
+step = CHUNK_ELEMENTS // len(block)
+gram = time.perf_counter()
+for s in range(0, len(block), step):
+    block[s : s + step] @ block.T
+gram = time.perf_counter() - gram
 print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "seconds": res.seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+                  "gram_s": gram,
                   "dense": res.metrics["dense"], "sparse_fvu": res.metrics["sparse"]["fvu"], "lp_kl": res.metrics["lp_kl"]}))
 """
 
@@ -142,6 +154,8 @@ def main() -> None:
     print(f"{'total-probe_train':16s}" + "".join(f"{r['total_excl_probe_train_s']:12.1f}" for r in runs))
     print(f"{'process CPU s':16s}" + "".join(f"{r.get('cpu_s', float('nan')):12.1f}" for r in runs))
     print(f"{'peak RSS (MB)':16s}" + "".join(f"{r['peak_rss_mb']:12.0f}" for r in runs))
+    print(f"{'one Gram (s)':16s}" + "".join(f"{r['gram_s']:12.2f}" for r in runs))
+    print(f"{'cknna / Gram':16s}" + "".join(f"{r['seconds'].get('cknna', 0.0) / r['gram_s']:12.0f}" for r in runs))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
     measured = {(r["rows"], r["cknna_max_batches"]) for r in runs}
@@ -154,7 +168,7 @@ def main() -> None:
                     "platform": platform.platform(),
                     "processor": platform.processor(),
                     "threads": args.threads,
-                    "note": "shared 2-core machine, other jobs running; no GPU",
+                    "note": "2 CPU cores, no GPU",
                 },
                 "runs": runs,
             },

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from msae.sae.kernels import Pattern
+
 CHUNK_ELEMENTS = 1 << 24  # kernel entries per row chunk (64 MB in float32)
 CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
 CSR_DENSITY = 0.015  # below this share of nonzeros a row chunk's kernel is a CSR product (CPU)
@@ -61,23 +63,15 @@ def _chunk_rows(m: int, width: int) -> int:
 
 def sampled_kernel(left: torch.Tensor, right: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """⟨left_i, right_idx[i, t]⟩, [c, s], computed in the inputs' precision (float32 or float64)
-    and returned in float64: a sampled product (MKL or cuSPARSE SDDMM, ~7x faster on CPU than
-    gathering the rows, and no float64 copy of the features), else chunked gathers."""
+    and returned in float64: the sampled product of msae's sparse kernels over the pattern `idx`
+    (MKL or cuSPARSE SDDMM, ~7x faster on CPU than gathering the rows, and no float64 copy of the
+    features; chunked gathers elsewhere)."""
     c, s = idx.shape
     dtype = torch.promote_types(torch.promote_types(left.dtype, right.dtype), torch.float32)
-    left, right = left.to(dtype), right.to(dtype)
-    if left.device.type in ("cpu", "cuda") and c * s:
-        pointers = torch.arange(0, c * s + 1, s, device=left.device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            mask = torch.sparse_csr_tensor(pointers, idx.reshape(-1), left.new_zeros(c * s), (c, right.shape[0]))
-            return torch.sparse.sampled_addmm(mask, left, right.T, beta=0.0).values().view(c, s).double()
-    out = torch.empty(c, s, dtype=torch.float64, device=left.device)
-    step = _chunk_rows(c, s * left.shape[1])
-    for start in range(0, c, step):
-        rows, neighbours = left[start : start + step].double(), right[idx[start : start + step]].double()
-        out[start : start + step] = torch.einsum("cw,ckw->ck", rows, neighbours)
-    return out
+    sampled = left.device.type in ("cpu", "cuda") and c * s > 0
+    rows = torch.arange(c, device=idx.device).repeat_interleave(s)
+    pattern = Pattern(rows, idx.reshape(-1), c, right.shape[0], "hybrid" if sampled else "gather", rows_sorted=True)
+    return pattern.sampled_dot(left.to(dtype), right.to(dtype)).view(c, s).double()
 
 
 def kernel_at(feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

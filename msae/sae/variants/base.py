@@ -85,12 +85,21 @@ class Variant:
         """Register the variant's extra parameters or buffers on a new module."""
 
     def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
-        """The training activations, one per nested level in ascending k (one level for most)."""
-        return [a.clamp_min(0)]
+        """The training activations, one per nested level in ascending k: the sparse plan's levels
+        as masked [B, n] activations (the dense computation the sparse kernels are tested
+        against), else ReLU(a)."""
+        plan = self.sparse_plan(module.config.arch)
+        if plan is None:
+            return [a.clamp_min(0)]
+        from msae.sae.activations import nested_topk
+
+        return nested_topk(a, list(plan.ks), over_batch=plan.over_batch)
 
     def level_weights(self, arch: Any, levels: int) -> Sequence[float]:
-        """Weights of the levels' reconstruction losses (normalised by their sum)."""
-        return [1.0] * levels
+        """Weights of the levels' reconstruction losses (normalised by their sum): the sparse
+        plan's, else equal."""
+        plan = self.sparse_plan(arch)
+        return list(plan.weights) if plan is not None else [1.0] * levels
 
     def penalty(
         self, module: SparseAutoencoder, a: torch.Tensor, levels: list[torch.Tensor], x_sq: torch.Tensor

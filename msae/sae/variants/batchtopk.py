@@ -8,7 +8,7 @@ activation, updated on the device without a host sync.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from msae.sae.variants.base import SparsePlan, VariantOptions
 from msae.sae.variants.topk import TopK, k_option
@@ -72,11 +72,6 @@ class BatchTopK(TopK):
 
     def add_state(self, module: SparseAutoencoder) -> None:
         add_threshold_state(module)
-
-    def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
-        from msae.sae.activations import nested_topk
-
-        return nested_topk(a, [cast(BatchTopKOptions, module.config.arch).k], over_batch=True)
 
     def update_state(self, module: SparseAutoencoder, objective: Objective) -> None:
         update_threshold(module, objective.kept_min)

@@ -11,7 +11,6 @@ uses per-sample top-k there, so a sample's latents would follow another rule tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from msae.config.base import ConfigError, IntList, StageConfig, opt
@@ -115,15 +114,6 @@ class Matryoshka(Variant):
             from msae.sae.variants.batchtopk import update_threshold
 
             update_threshold(module, objective.kept_min)  # the smallest level's, the inference path
-
-    def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
-        from msae.sae.activations import nested_topk
-
-        arch = cast(MatryoshkaArchitecture, module.config.arch)
-        return nested_topk(a, list(arch.nesting), over_batch=arch.inner == "batchtopk")
-
-    def level_weights(self, arch: Any, levels: int) -> Sequence[float]:
-        return level_weights(levels, arch.weighting)
 
     def infer(self, module: SparseAutoencoder, a: torch.Tensor) -> torch.Tensor:
         from msae.sae.activations import nested_topk

@@ -16,7 +16,6 @@ of the empty prefix (the decoder bias alone); inputs here are mean-centred, so i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from msae.config.base import ConfigError, IntList, StageConfig, opt
@@ -106,9 +105,6 @@ class PrefixMatryoshka(BatchTopK):
 
     def update_state(self, module: SparseAutoencoder, objective: Objective) -> None:
         """The threshold was updated from the whole activation in `train_levels`."""
-
-    def level_weights(self, arch: Any, levels: int) -> Sequence[float]:
-        return [1.0] * levels
 
 
 VARIANT = PrefixMatryoshka()

@@ -54,9 +54,6 @@ class TopK(Variant):
     def sparse_plan(self, arch: Any) -> SparsePlan | None:
         return SparsePlan((int(arch.k),), (1.0,), over_batch=False)
 
-    def train_levels(self, module: SparseAutoencoder, a: torch.Tensor) -> list[torch.Tensor]:
-        return [self.infer(module, a)]
-
     def infer(self, module: SparseAutoencoder, a: torch.Tensor) -> torch.Tensor:
         from msae.sae.activations import nested_topk
 
