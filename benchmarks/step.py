@@ -7,6 +7,9 @@ gradient projection, clipping, AdamW); the sparse path is the model's own object
 `msae.sae.sparse.nested_objective` with the backend options given on the command line. Paths of one configuration are timed
 interleaved (round r times `--steps` steps of every path, then round r+1), and the median over
 rounds of the mean step time is reported, so load from other processes hits every path alike.
+The optimiser runs at learning rate 0 (the same work), so the model stays in the state timed:
+its initialisation, or with `--active` an encoder bias giving a trained SAE's code density (the
+cost of the paper's last Matryoshka level, ReLU over all latents, follows that density).
 
 Beside samples/s each row gives `mm_frac`: the step's FLOPs counted the way benchmarks/train.py
 counts the dense algorithm (2*B*d*n per matmul, 2 + 3*levels matmuls) per second, as a fraction of
@@ -126,15 +129,23 @@ def msae_step_factory(
     dense_fraction: float | None,
     lr: float = 1e-4,
     with_model: bool = False,
+    active: float | None = None,
 ) -> Any:
     """A closure running one msae training step of `spec` on `path` ('dense' or 'sparse'), and
-    the model too when `with_model`. Everything the benchmarks know about msae's model, config and
-    training loop is here."""
+    the model too when `with_model`. `active`: shift the encoder bias so that each latent's
+    pre-activation is positive on this share of the (standard normal) inputs, the density of a
+    trained SAE's ReLU code, instead of the initial ~half. Everything the benchmarks know about
+    msae's model, config and training loop is here."""
     from msae.sae import SparseAutoencoder, make_config
     from msae.train import training_step
 
     torch.manual_seed(0)
     model = SparseAutoencoder(make_config(spec.variant, spec.d, spec.n / spec.d, **spec.options)).to(device).train()
+    if active is not None:
+        with torch.no_grad():
+            probe = torch.randn(4096, spec.d, device=device, generator=torch.Generator(device).manual_seed(2))
+            pre = (probe - model.b_pre) @ model.W_enc + model.b_enc
+            model.b_enc -= pre.quantile(1.0 - active, dim=0)
     if path == "dense":
         model.objective = functools.partial(SparseAutoencoder.objective, model, dense=True)  # type: ignore[method-assign]
     elif backend is not None or encoder_backward != "sparse" or dense_fraction is not None:
@@ -174,19 +185,28 @@ def interleaved(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def flops(spec: Spec, path: str, batch: int, dense_fraction: float) -> tuple[float, float]:
-    """(dense-algorithm FLOPs, FLOPs this path performs) of one step."""
+def flops(
+    spec: Spec, path: str, batch: int, dense_fraction: float, row_positives: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """(dense-algorithm FLOPs, FLOPs this path performs) of one step; `row_positives` when the
+    sparse path clips its levels to them (msae.sae.bands.make_plan)."""
     unit = 2.0 * batch * spec.d * spec.n
     dense = unit * (2 + 3 * len(spec.ks))
     if path == "dense":
         return dense, dense
     plan = bands.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction)
-    dense_bands = len(plan.counts) - len(plan.sparse_bands)
-    kept = [plan.counts[i] - (plan.counts[i - 1] if i else 0) for i in plan.sparse_bands]
-    entries = sum(kept) * (1 if spec.over_batch else batch)
+    if row_positives is not None and not plan.all_sparse:
+        plan = bands.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction, row_positives)
+    dense_bands = sum(1 for i in range(len(plan.counts)) if i not in plan.sparse_bands and not plan.is_empty(i))
+    rows = row_positives if row_positives is not None else torch.full((1 if spec.over_batch else batch,), plan.width)
+    entries = float(sum((rows - lo).clamp(0, hi - lo).sum() for lo, hi in map(plan.band_range, plan.sparse_bands)))
     sparse_work = 2.0 * entries * spec.d * 4  # decode, grad of values, grad of W_dec, grad of W_enc
     work = unit + sparse_work + dense_bands * 3 * unit + (unit if dense_bands else 0.0)
     return dense, work
+
+
+def state_name(active: float | None) -> str:
+    return "init" if active is None else f"active {active:.0%}"
 
 
 def matmul_rate(batch: int, d: int, n: int, device: torch.device, dtype: torch.dtype, rounds: int) -> float:
@@ -208,6 +228,7 @@ def run_spec(
     backends: list[str | None],
     encoder_backwards: list[str],
     fractions: list[float | None],
+    active: float | None = None,
 ) -> list[dict[str, Any]]:
     torch.manual_seed(1)
     x = torch.randn(batch, spec.d, device=device)
@@ -216,7 +237,7 @@ def run_spec(
     compute = torch.bfloat16 if bf16 and device.type == "cuda" else torch.float32
     for path in paths:
         if path == "dense":
-            step = msae_step_factory(spec, "dense", device, bf16, None, "sparse", 1.0)
+            step = msae_step_factory(spec, "dense", device, bf16, None, "sparse", 1.0, lr=0.0, active=active)
             fns["dense"] = lambda step=step: step(x)
             continue
         for backend in backends:
@@ -226,17 +247,26 @@ def run_spec(
                     label = f"sparse[{backend or kernels.default_backend(device, compute)},{eb}" + (
                         f",{used:g}]" if len(fractions) > 1 else "]"
                     )
-                    step = msae_step_factory(spec, "sparse", device, bf16, backend, eb, fraction)
+                    step = msae_step_factory(spec, "sparse", device, bf16, backend, eb, fraction, lr=0.0, active=active)
                     fns[label] = lambda step=step: step(x)
                     labels[label] = used
     seconds = interleaved(fns, device, rounds, steps, warmup)
+    positives = None
+    if device.type == "cpu":  # where the sparse path clips its levels to the positives
+        _, model = msae_step_factory(spec, "sparse", device, bf16, None, "sparse", None, with_model=True, active=active)
+        with torch.no_grad():
+            a = (x - model.b_pre) @ model.W_enc + model.b_enc
+        positives = (a > 0).sum().view(1) if spec.over_batch else (a > 0).sum(1)
     rate = matmul_rate(batch, spec.d, spec.n, device, torch.bfloat16 if bf16 else torch.float32, rounds)
     rows = []
     for label, s in seconds.items():
-        dense_flops, work = flops(spec, "dense" if label == "dense" else "sparse", batch, labels.get(label, 1.0))
+        dense_flops, work = flops(
+            spec, "dense" if label == "dense" else "sparse", batch, labels.get(label, 1.0), positives
+        )
         rows.append(
             {
                 "config": spec.name,
+                "state": state_name(active),
                 "dense_fraction": labels.get(label),
                 "variant": spec.variant,
                 "d": spec.d,
@@ -286,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="comma list: bands wider than this share of n are decoded densely ('default': the device's)",
     )
+    parser.add_argument(
+        "--active",
+        default="init,0.25",
+        help="comma list of model states: 'init' (about half the latents positive) or the share of "
+        "positive pre-activations per latent to shift the encoder bias to (0.25: a trained SAE's density)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "step.json")
     args = parser.parse_args(argv)
 
@@ -295,17 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     backends = [None if b == "default" else b for b in args.backends.split(",")]
     encoder_backwards = args.encoder_backward.split(",")
     fractions = [None if f == "default" else float(f) for f in args.dense_fraction.split(",")]
+    states = [None if a == "init" else float(a) for a in args.active.split(",")]
     wanted = set(args.configs.split(",")) if args.configs else None
     rows: list[dict[str, Any]] = []
     print(
-        f"{'config':<28}{'d':>5}{'n':>7}  {'path':<22}{'step ms':>10}{'samples/s':>11}{'mm_frac':>9}{'work_frac':>10}"
+        f"{'config':<28}{'state':<11}{'d':>5}{'n':>7}  {'path':<22}{'step ms':>10}{'samples/s':>11}{'mm_frac':>9}{'work_frac':>10}"
         f"{'vs dense':>9}",
         flush=True,
     )
     for d, n, names, paths in GRIDS[args.grid]:
         names = [w for w in names if wanted is None or w in wanted]
         paths = [p for p in paths if not (args.no_dense and p == "dense")]
-        for spec in specs_for(d, n, names):
+        for spec, active in ((s, a) for a in states for s in specs_for(d, n, names)):
             result = run_spec(
                 spec,
                 paths,
@@ -318,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 backends,
                 encoder_backwards,
                 fractions,
+                active,
             )
             base = next((r["step_ms"] for r in result if r["path"] == "dense"), None)
             for r in result:
@@ -325,14 +363,15 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 vs = f"{r['speedup_vs_dense']:.2f}x" if base else "-"
                 print(
-                    f"{r['config']:<28}{d:>5}{n:>7}  {r['path']:<22}{r['step_ms']:>10.1f}{r['samples_per_s']:>11.0f}"
+                    f"{r['config']:<28}{r['state']:<11}{d:>5}{n:>7}  {r['path']:<22}{r['step_ms']:>10.1f}{r['samples_per_s']:>11.0f}"
                     f"{r['mm_frac']:>9.2f}{r['work_frac']:>10.2f}{vs:>9}",
                     flush=True,
                 )
     ratios = _matryoshka_over_topk(rows)
     for line in ratios:
         print(
-            f"matryoshka / topk step ({line['d']}x{line['n']}, {line['path']}): {line['ratio']:.2f}  [{line['config']}]"
+            f"matryoshka / topk step ({line['d']}x{line['n']}, {line['state']}, {line['path']}): {line['ratio']:.2f}"
+            f"  [{line['config']}]"
         )
     write_json_atomic(
         args.out,
@@ -367,7 +406,8 @@ def _matryoshka_over_topk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             (
                 t
                 for t in rows
-                if t["config"].startswith("topk") and (t["d"], t["n"], t["path"]) == (r["d"], r["n"], r["path"])
+                if t["config"].startswith("topk")
+                and (t["d"], t["n"], t["path"], t["state"]) == (r["d"], r["n"], r["path"], r["state"])
             ),
             None,
         )
@@ -375,6 +415,7 @@ def _matryoshka_over_topk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "config": r["config"],
+                    "state": r["state"],
                     "d": r["d"],
                     "n": r["n"],
                     "path": r["path"],

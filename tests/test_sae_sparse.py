@@ -145,6 +145,46 @@ def test_mostly_negative_pre_activations(backend, nesting):
         assert_same(grads(got.loss, params), grads(want_loss, params), REF)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("over_batch", [False, True], ids=["inner-topk", "inner-batchtopk"])
+@pytest.mark.parametrize(
+    "shift,every_row_positive",
+    [(-15.0, 0), (-1.5, None), (0.0, None), (0.8, None), (15.0, N)],
+    ids=["none", "few", "half", "most", "all"],
+)
+def test_matryoshka_clipped_to_the_positives_equals_reference(backend, over_batch, shift, every_row_positive):
+    """On the CPU the levels are clipped to the batch's most positive pre-activations per row: an
+    encoder bias shifted from 'no latent positive' to 'every latent positive' moves the clip from
+    one entry to no clip at all, and loss and gradients stay the dense reference's."""
+    params, x = random_params(31), random_x(31)
+    with torch.no_grad():
+        params[1] += shift
+    weights = [float(len(PAPER_LIKE) - i) for i in range(len(PAPER_LIKE))]
+    got = run_sparse(x, params, PAPER_LIKE, weights, over_batch, backend, "sparse", dense_fraction=0.3)
+    want_loss, want_x_hat, want_levels = reference_objective(x, *params, PAPER_LIKE, weights, over_batch)
+    if every_row_positive is not None:  # the extreme case is real
+        assert ((want_levels[-1] > 0).sum(1) == every_row_positive).all()
+    torch.testing.assert_close(got.loss.double(), want_loss, **REF)
+    torch.testing.assert_close(got.x_hat, want_x_hat, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got.latent_counts, (want_levels[-1] > 0).sum(0))
+    assert_same(grads(got.loss, params), grads(want_loss, params), REF)
+
+
+def test_plan_clipped_to_the_positives():
+    """Levels past the positives collapse: their bands are empty (no work), the last non-empty
+    band ends the ranking, and a plan with only narrow bands left is all sparse."""
+    plan = bands.make_plan(4, N, PAPER_LIKE, False, "hybrid", 0.3, torch.tensor([3, 20, 0, 11]))
+    assert plan.counts == [2, 4, 8, 16, 20, 20]
+    assert [plan.is_empty(i) for i in range(6)] == [False] * 5 + [True]
+    assert plan.sparse_bands == [0, 1, 2, 3, 4] and plan.all_sparse
+    wide = bands.make_plan(4, N, PAPER_LIKE, False, "hybrid", 0.3, torch.tensor([40]))
+    assert wide.counts == [2, 4, 8, 16, 32, 40] and wide.sparse_bands == [0, 1, 2, 3, 5]
+    assert wide._rank_counts() == [2, 4, 8, 16, 32, 40]  # the dense band [16, 32) needs its end
+    rest = bands.make_plan(4, N, PAPER_LIKE, False, "hybrid", 0.1, torch.tensor([40]))
+    assert rest.sparse_bands == [0, 1, 2] and rest._rank_counts() == [2, 4, 8, 16, 32]
+    assert bands.make_plan(4, N, PAPER_LIKE, False, "hybrid", row_positives=torch.tensor([0])).counts == [1] * 6
+
+
 def test_mse_loss_equals_reference():
     params, x = random_params(5), random_x(5)
     got = run_sparse(x, params, SPARSE_ONLY, [3.0, 2.0, 1.0], False, "hybrid", "sparse", loss="mse")
@@ -216,11 +256,15 @@ def test_identity_dictionary_reconstructs_k_sparse_input_exactly():
 
 
 # ---------------------------------------------------------------- the pieces
-@pytest.mark.parametrize("rows", [1, 5])
-def test_nested_rank_prefixes_are_the_top_sets(rows):
+@pytest.mark.parametrize(
+    "rows,counts",
+    [(1, [3, 10, 50, 120]), (5, [3, 10, 50, 120]), (1, [3, 10, 40]), (1, [7])],
+    ids=["one-row", "rows", "one-row-in-chunks", "one-level-in-chunks"],
+)
+def test_nested_rank_prefixes_are_the_top_sets(rows, counts):
+    """Including BatchTopK's single row, whose top-k the CPU takes in chunks when k is small."""
     g = torch.Generator().manual_seed(rows)
     view = torch.randn(rows, 200, generator=g, dtype=torch.float64)
-    counts = [3, 10, 50, 120]
     ranked = bands.nested_rank(view, counts)
     order = view.argsort(dim=1, descending=True)
     for c in counts:

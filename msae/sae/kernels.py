@@ -91,8 +91,8 @@ class Pattern:
         """(row pointers, latents, permutation into row-major order or None if already)."""
         if self._by_row is None:
             perm = None if self.rows_sorted else torch.argsort(self.rows * self.n_cols + self.cols)
-            cols = self.cols if perm is None else self.cols[perm]
-            rows = self.rows if perm is None else self.rows[perm]
+            cols = self.cols if perm is None else self.cols.take(perm)
+            rows = self.rows if perm is None else self.rows.take(perm)
             self._by_row = (pointers_of(rows, self.n_rows), cols, perm)
         return self._by_row
 
@@ -103,7 +103,7 @@ class Pattern:
                 pointers, perm = self._col_order()
             else:
                 pointers, perm = column_order(self.rows, self.cols, self.n_rows, self.n_cols, self.rows_sorted)
-            self._by_col = (pointers, self.rows[perm], perm)
+            self._by_col = (pointers, self.rows.take(perm), perm)
         return self._by_col
 
     def _csr(
@@ -117,7 +117,7 @@ class Pattern:
     def mm(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """Z @ dense -> [n_rows, d], where Z holds `values` at the pattern."""
         pointers, cols, perm = self.by_row()
-        ordered = values if perm is None else values[perm]
+        ordered = values if perm is None else values.take(perm)
         if self.backend == "csr":
             return self._csr(pointers, cols, ordered, (self.n_rows, self.n_cols)) @ dense
         return F.embedding_bag(cols, dense, pointers[:-1], mode="sum", per_sample_weights=ordered)
@@ -127,8 +127,8 @@ class Pattern:
         gather of `dense` rows in latent-major order (no [N, d] intermediate)."""
         pointers, rows, perm = self.by_col()
         if self.backend == "csr":
-            return self._csr(pointers, rows, values[perm], (self.n_cols, self.n_rows)) @ dense
-        return F.embedding_bag(rows, dense, pointers[:-1], mode="sum", per_sample_weights=values[perm])
+            return self._csr(pointers, rows, values.take(perm), (self.n_cols, self.n_rows)) @ dense
+        return F.embedding_bag(rows, dense, pointers[:-1], mode="sum", per_sample_weights=values.take(perm))
 
     def sampled_dot(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """<left[row], right[col]> for every active entry -> [N] (left [n_rows, d], right [n_cols, d])."""

@@ -61,9 +61,10 @@ class _SparseEncode(torch.autograd.Function):
     ("sparse"), or a dense matmul ("dense")."""
 
     @staticmethod
-    def forward(ctx: Any, x, w_enc, c, plan: Plan, encoder_backward: str, dead, dead_k: int):  # type: ignore[override]
+    def forward(ctx: Any, x, w_enc, c, plan: Plan, encoder_backward: str, dead, dead_k: int, a=None):  # type: ignore[override]
         with torch.no_grad():
-            a = torch.addmm(c, x, w_enc)  # the bias rides in the GEMM's epilogue
+            if a is None:  # else computed already, to plan the bands
+                a = torch.addmm(c, x, w_enc)  # the bias rides in the GEMM's epilogue
             selection = plan.select(a, dead, dead_k)
         pre = selection.pre_values
         gate = (pre > 0).to(pre.dtype)
@@ -89,7 +90,7 @@ class _SparseEncode(torch.autograd.Function):
             grad_w = x.T @ dense if ctx.needs_input_grad[1] else None
             grad_c = dense.sum(0) if ctx.needs_input_grad[2] else None
             grad_x = dense @ w_enc.T if ctx.needs_input_grad[0] else None
-            return grad_x, grad_w, grad_c, None, None, None, None
+            return grad_x, grad_w, grad_c, None, None, None, None, None
         if ctx.needs_input_grad[1]:
             grad_w = sum((p.t_mm(g, x) for p, g in parts[1:]), parts[0][0].t_mm(parts[0][1], x)).T
         if ctx.needs_input_grad[2]:
@@ -99,7 +100,25 @@ class _SparseEncode(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             w_t = w_enc.T.contiguous()
             grad_x = sum((p.mm(g, w_t) for p, g in parts[1:]), parts[0][0].mm(parts[0][1], w_t))
-        return grad_x, grad_w, grad_c, None, None, None, None
+        return grad_x, grad_w, grad_c, None, None, None, None, None
+
+
+class _Encode(torch.autograd.Function):
+    """a = x W + c, already computed without gradient (to count the positives); backward is the
+    affine map's."""
+
+    @staticmethod
+    def forward(ctx: Any, x, w_enc, c, a):  # type: ignore[override]
+        ctx.save_for_backward(x, w_enc)
+        return a
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+        x, w_enc = ctx.saved_tensors
+        grad_x = grad @ w_enc.T if ctx.needs_input_grad[0] else None
+        grad_w = x.T @ grad if ctx.needs_input_grad[1] else None
+        grad_c = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_c, None
 
 
 def nested_objective(
@@ -143,11 +162,19 @@ def nested_objective(
     with torch.autocast(device.type, enabled=False):
         c = b_enc - b_pre @ W_enc
         x_c, w_enc, w_dec, c = x_tilde.to(dtype), W_enc.to(dtype), W_dec.to(dtype), c.to(dtype)
+        a_counted = None
+        if device.type == "cpu" and not plan.all_sparse:  # a dense band: clip it to the positives,
+            with torch.no_grad():  # counted on the host (free there, a sync on CUDA)
+                a_counted = torch.addmm(c, x_c, w_enc)
+            row_positives = _row_positives(a_counted, over_batch)
+            plan = make_plan(batch, n, ks, over_batch, plan.backend, dense_fraction, row_positives)
         if plan.all_sparse:
-            values, aux_values, selection = _SparseEncode.apply(x_c, w_enc, c, plan, encoder_backward, dead, dead_k)
+            values, aux_values, selection = _SparseEncode.apply(
+                x_c, w_enc, c, plan, encoder_backward, dead, dead_k, a_counted
+            )
             a = None
         else:
-            a = torch.addmm(c, x_c, w_enc)
+            a = torch.addmm(c, x_c, w_enc) if a_counted is None else _Encode.apply(x_c, w_enc, c, a_counted)
             with torch.no_grad():
                 selection = plan.select(a.detach(), dead, dead_k)
             pre = _gather_entries(a, selection, plan)
@@ -158,11 +185,13 @@ def nested_objective(
         parts: list[torch.Tensor | None] = [None] * n_bands
         if plan.sparse_bands:
             decoded = sparse_decode(values, w_dec, selection.by_band).view(batch, selection.slots, -1)
-            for slot, band in enumerate(plan.sparse_bands):
-                parts[band] = decoded[:, slot]
+            for band, part in zip(plan.sparse_bands, decoded.unbind(1)):  # one stacked gradient
+                parts[band] = part
         dense_z: list[torch.Tensor] = []
         for band in range(n_bands):
-            if parts[band] is None:
+            if plan.is_empty(band):
+                parts[band] = w_dec.new_zeros(batch, w_dec.shape[1])
+            elif parts[band] is None:
                 assert a is not None
                 z = a * plan.dense_mask(band, a.detach())
                 dense_z.append(z)
@@ -183,11 +212,15 @@ def nested_objective(
     return Objective(loss=total, x_hat=recons[0], latent_counts=counts, kept_min=kept_min)
 
 
+def _row_positives(a: torch.Tensor, over_batch: bool) -> torch.Tensor:
+    """Positive pre-activations per row of the ranked view (the batch's one count, for BatchTopK)."""
+    positive = a.detach() > 0
+    return positive.sum(dtype=torch.int64).view(1) if over_batch else positive.sum(1, dtype=torch.int32)
+
+
 def _gather_entries(a: torch.Tensor, selection: Selection, plan: Plan) -> torch.Tensor:
     """a at the selected entries, differentiably (dense-encoder mode)."""
-    if plan.over_batch:
-        return a.reshape(-1)[selection.by_sample.rows * plan.n + selection.by_sample.cols]
-    return a.gather(1, selection.by_sample.cols.view(plan.batch, -1)).reshape(-1)
+    return a.reshape(-1).take(selection.by_sample.rows * plan.n + selection.by_sample.cols)
 
 
 def _kept_min(selection: Selection, values: torch.Tensor, plan: Plan, dense_z: list[torch.Tensor]) -> torch.Tensor:
