@@ -36,13 +36,17 @@ Step = Callable[[torch.Tensor], object]
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
 
-def msae_system(path: str, d: int, n: int, k: int, total_steps: int) -> tuple[Step, Reconstruct]:
-    """msae's TopK at its default learning rate for a run of `total_steps` (the scaled rule)."""
+def msae_system(
+    path: str, d: int, n: int, k: int, total_steps: int, lr: float | None = None
+) -> tuple[Step, Reconstruct]:
+    """msae's TopK at its default learning rate for a run of `total_steps` (the scaled rule), or
+    at `lr`."""
     from msae.config.train import scaled_lr
 
     spec = msae_step.Spec(f"topk k={k}", "topk", d, n, [k], [1.0], False, {"k": k})
+    lr = scaled_lr(n, total_steps) if lr is None else lr
     step, model = msae_step.msae_step_factory(
-        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=scaled_lr(n, total_steps), with_model=True
+        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=lr, with_model=True
     )
 
     def reconstruct(x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +185,7 @@ def official_system(path: Path, d: int, n: int, k: int) -> tuple[Step, Reconstru
 
 
 def systems(
-    d: int, n: int, k: int, total_steps: int, official: Path | None
+    d: int, n: int, k: int, total_steps: int, official: Path | None, msae_lrs: tuple[float, ...] = ()
 ) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
     table: dict[str, Callable[[], tuple[Step, Reconstruct]]] = {
         "msae TopK (sparse kernels)": lambda: msae_system("sparse", d, n, k, total_steps),
@@ -193,6 +197,8 @@ def systems(
     }
     if official is not None:
         table["official MSAE TopK"] = lambda: official_system(official, d, n, k)
+    for lr in msae_lrs:  # the same system at other learning rates (a sweep beside the default)
+        table[f"msae TopK (sparse, lr {lr:g})"] = lambda lr=lr: msae_system("sparse", d, n, k, total_steps, lr)
     return table
 
 
@@ -217,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--official", type=Path, default=None, help="folder holding the official MSAE sae.py, loss.py")
     parser.add_argument("--fvu-samples", type=int, default=0, help="training samples for the held-out FVU (0: skip)")
     parser.add_argument("--fvu-epochs", type=int, default=10, help="epochs over --fvu-samples before the held-out FVU")
+    parser.add_argument("--msae-lrs", default="", help="comma list: also train msae TopK at these learning rates")
+    parser.add_argument("--only", default="", help="comma list: run only the systems whose name contains one of these")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.json")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(batch, d)
     ready: dict[str, Step] = {}
     skipped: dict[str, str] = {}
-    for name, make in systems(d, n, k, 10**6, args.official).items():
+    for name, make in chosen_systems(args, 10**6).items():
         try:
             torch.manual_seed(0)
             ready[name] = make()[0]
@@ -279,15 +287,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def chosen_systems(args: argparse.Namespace, total_steps: int) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
+    """The systems table for these arguments, filtered by --only."""
+    lrs = tuple(float(v) for v in args.msae_lrs.split(",") if v)
+    table = systems(args.d, args.n, args.k, total_steps, args.official, lrs)
+    wanted = [w for w in args.only.split(",") if w]
+    return {name: make for name, make in table.items() if not wanted or any(w in name for w in wanted)}
+
+
 def _fvu(args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, float]:
     """Held-out FVU of each system after `fvu_epochs` epochs over `fvu_samples` planted samples."""
-    d, n, k, batch = args.d, args.n, args.k, args.batch_size
+    d, n, batch = args.d, args.n, args.batch_size
     data = planted(args.fvu_samples + 8192, d, 2 * n, 8, seed=1)
     train, heldout = data[: args.fvu_samples], data[args.fvu_samples :]
     per_epoch = max(args.fvu_samples // batch, 1)
     steps = per_epoch * args.fvu_epochs
     out: dict[str, float] = {}
-    for name, make in systems(d, n, k, steps, args.official).items():
+    for name, make in chosen_systems(args, steps).items():
         if name in skipped:
             continue
         torch.manual_seed(0)

@@ -12,6 +12,10 @@ the products):
   but its weight gradient x^T G has only k nonzeros per row of G and is one transposed sparse
   product too. A densely decoded band (the paper's last level, ReLU over all latents) makes the
   encoder gradient dense, so the encoder then runs through ordinary autograd.
+- Levels wider than the code: when the plan has a dense band, the CPU first counts each sample's
+  positive pre-activations and clips the levels to them (msae.sae.bands.make_plan): the ReLU
+  zeroes everything ranked below, so a trained SAE's sparser code shrinks the paper's k = n level
+  to its positives, each sample keeps only its own, and the plan is often all sparse again.
 - AuxK (Gao et al. 2024) selects each sample's top-k_aux dead latents from the same
   pre-activations and decodes them sparsely; its gradient reaches only those latents.
 
