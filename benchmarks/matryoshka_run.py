@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     d, n, batch = args.d, args.n, args.batch_size
     data = clip_like(d=d, n_images=args.samples, n_concepts=n // 4, n_distractors=10, seed=0)
     x = torch.from_numpy(data.images).float()
-    x = (x - x.mean(0)) * (d**0.5 / (x - x.mean(0)).square().sum(1).mean().sqrt())
+    x -= x.mean(0)
+    x *= d**0.5 / x.square().sum(1).mean().sqrt()
     per_epoch = len(x) // batch
     steps = per_epoch * args.epochs
     spec = msae_step.specs_for(d, n, ["mat-rw"])[0]

@@ -234,6 +234,7 @@ def run_spec(
     x = torch.randn(batch, spec.d, device=device)
     fns: dict[str, Callable[[], object]] = {}
     labels: dict[str, float] = {}
+    model = None  # a sparse path's model (all start alike, and lr 0 keeps them so)
     compute = torch.bfloat16 if bf16 and device.type == "cuda" else torch.float32
     for path in paths:
         if path == "dense":
@@ -247,13 +248,14 @@ def run_spec(
                     label = f"sparse[{backend or kernels.default_backend(device, compute)},{eb}" + (
                         f",{used:g}]" if len(fractions) > 1 else "]"
                     )
-                    step = msae_step_factory(spec, "sparse", device, bf16, backend, eb, fraction, lr=0.0, active=active)
+                    step, model = msae_step_factory(
+                        spec, "sparse", device, bf16, backend, eb, fraction, lr=0.0, with_model=True, active=active
+                    )
                     fns[label] = lambda step=step: step(x)
                     labels[label] = used
     seconds = interleaved(fns, device, rounds, steps, warmup)
     positives = None
-    if device.type == "cpu":  # where the sparse path clips its levels to the positives
-        _, model = msae_step_factory(spec, "sparse", device, bf16, None, "sparse", None, with_model=True, active=active)
+    if device.type == "cpu" and model is not None:  # where the sparse path clips its levels to the positives
         with torch.no_grad():
             a = (x - model.b_pre) @ model.W_enc + model.b_enc
         positives = (a > 0).sum().view(1) if spec.over_batch else (a > 0).sum(1)

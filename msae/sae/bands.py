@@ -165,11 +165,12 @@ class Plan:
         assert self.ranked is not None
         # the ranked columns the sparse bands cover, ascending, and each one's band slot
         ranks = torch.cat([torch.arange(lo, hi, device=a.device) for lo, hi in ranges])
+        prefix = ranges[0][0] == 0 and all(lo == prev_hi for (lo, _), (_, prev_hi) in zip(ranges[1:], ranges))
         slot = torch.cat(
             [torch.full((hi - lo,), i, dtype=torch.int64, device=a.device) for i, (lo, hi) in enumerate(ranges)]
         )
-        if self.over_batch:
-            flat = self.ranked[0].index_select(0, ranks)
+        if self.over_batch:  # the usual prefix of the ranking is a view, not a copy
+            flat = self.ranked[0, : len(ranks)] if prefix else self.ranked[0].index_select(0, ranks)
             sample = flat // n
             order = torch.argsort(sample * slots + slot, stable=True)
             flat, sample, slot = flat[order], sample[order], slot[order]
