@@ -13,7 +13,8 @@ own; `cpu_s` is the process's CPU time (on a shared machine wall time also count
 Prints a table and merges its runs into benchmarks/results/evaluate.json (replacing earlier runs of
 the same size and CKNNA cap). Beside it, one plain matmul of the same shape: the Gram matrix of one
 block of latents (10,000 x n, bf16 where the CPU has it), the unit of CKNNA's cost (each code too
-dense for a CSR product costs one Gram per block), and CKNNA's time in those units.
+dense for a CSR product costs half of one per block: the search computes each block of the
+symmetric kernel once), and CKNNA's time in those units.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ res = evaluate(sae, EvalOptions(embeddings=sys.argv[2], probe_train=sys.argv[3],
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
 # the plain-matmul unit of CKNNA: one latent Gram matrix of a block (10,000 x n), in the precision
-# the k-NN search uses for wide codes; every wide code's graph on every block costs at least this
+# the k-NN search uses for wide codes; every wide code's graph on every block costs at least half of it
 from msae.metrics.alignment import CHUNK_ELEMENTS, native_bf16_cpu
 block = torch.rand(10000, sae.config.n_latents).to(torch.bfloat16 if native_bf16_cpu() else torch.float32)
 step = CHUNK_ELEMENTS // len(block)

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = per_epoch * args.epochs
     spec = msae_step.specs_for(d, n, ["mat-rw"])[0]
     lr = scaled_lr(n, steps)
-    run, model = msae_step.msae_step_factory(
+    run, model, _ = msae_step.msae_step_factory(
         spec, "sparse", torch.device("cpu"), False, None, "sparse", None, lr=lr, with_model=True
     )
     log = []

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -37,21 +38,42 @@ Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
 
 def msae_system(
-    path: str, d: int, n: int, k: int, total_steps: int, lr: float | None = None
+    path: str, d: int, n: int, k: int, total_steps: int, lr: float | None = None, fit_data: torch.Tensor | None = None
 ) -> tuple[Step, Reconstruct]:
-    """msae's TopK at its default learning rate for a run of `total_steps` (the scaled rule), or
-    at `lr`."""
-    from msae.config.train import scaled_lr
+    """msae's TopK trained as `msae train` trains it: inputs centred and scaled by the statistics
+    of `fit_data` (the first batch when None), the default learning rate for a run of
+    `total_steps` (the scaled rule) or `lr`, and the default schedule (flat, then linear decay)."""
+    from msae.config.train import TrainCommon, scaled_lr
+    from msae.sae.model import scale_factor
+    from msae.train import lr_factor
 
     spec = msae_step.Spec(f"topk k={k}", "topk", d, n, [k], [1.0], False, {"k": k})
-    lr = scaled_lr(n, total_steps) if lr is None else lr
-    step, model = msae_step.msae_step_factory(
-        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=lr, with_model=True
+    base_lr = scaled_lr(n, total_steps) if lr is None else lr
+    run, model, optimizer = msae_step.msae_step_factory(
+        spec, path, torch.device("cpu"), False, None, "sparse", None, lr=base_lr, with_model=True
     )
+    defaults = {
+        name: TrainCommon.model_fields[name].default for name in ("lr_schedule", "decay_fraction", "warmup_steps")
+    }
+    schedule = SimpleNamespace(epochs=1, scale_mode=TrainCommon.model_fields["scale_mode"].default, **defaults)
+    state = {"step": 0}
+
+    def step(x: torch.Tensor) -> None:
+        if state["step"] == 0:
+            stats = x if fit_data is None else fit_data
+            mean = stats.mean(0)
+            model.set_statistics(
+                mean, scale_factor(float((stats - mean).square().sum(1).mean()), d, schedule.scale_mode)
+            )
+        factor = lr_factor(min(state["step"], total_steps - 1), 0, total_steps, schedule)  # type: ignore[arg-type]
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * factor
+        run(model.preprocess(x))
+        state["step"] += 1
 
     def reconstruct(x: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros(len(x), n).scatter_(1, *_topk_pair(model.pre_activation_processed(x), k))
-        return model.decode_processed(z)
+        z = torch.zeros(len(x), n).scatter_(1, *_topk_pair(model.pre_activation_processed(model.preprocess(x)), k))
+        return model.postprocess(model.decode_processed(z))
 
     return step, reconstruct
 
@@ -185,11 +207,17 @@ def official_system(path: Path, d: int, n: int, k: int) -> tuple[Step, Reconstru
 
 
 def systems(
-    d: int, n: int, k: int, total_steps: int, official: Path | None, msae_lrs: tuple[float, ...] = ()
+    d: int,
+    n: int,
+    k: int,
+    total_steps: int,
+    official: Path | None,
+    msae_lrs: tuple[float, ...] = (),
+    fit_data: torch.Tensor | None = None,
 ) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
     table: dict[str, Callable[[], tuple[Step, Reconstruct]]] = {
-        "msae TopK (sparse kernels)": lambda: msae_system("sparse", d, n, k, total_steps),
-        "msae TopK (dense objective)": lambda: msae_system("dense", d, n, k, total_steps),
+        "msae TopK (sparse kernels)": lambda: msae_system("sparse", d, n, k, total_steps, fit_data=fit_data),
+        "msae TopK (dense objective)": lambda: msae_system("dense", d, n, k, total_steps, fit_data=fit_data),
         "sparsify TopK": lambda: sparsify_system(d, n, k),
         "dictionary_learning TopK": lambda: dictionary_learning_system(d, n, k, total_steps),
         "sae-lens TopK": lambda: sae_lens_system(d, n, k),
@@ -198,7 +226,9 @@ def systems(
     if official is not None:
         table["official MSAE TopK"] = lambda: official_system(official, d, n, k)
     for lr in msae_lrs:  # the same system at other learning rates (a sweep beside the default)
-        table[f"msae TopK (sparse, lr {lr:g})"] = lambda lr=lr: msae_system("sparse", d, n, k, total_steps, lr)
+        table[f"msae TopK (sparse, lr {lr:g})"] = lambda lr=lr: msae_system(
+            "sparse", d, n, k, total_steps, lr, fit_data
+        )
     return table
 
 
@@ -287,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def chosen_systems(args: argparse.Namespace, total_steps: int) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
+def chosen_systems(
+    args: argparse.Namespace, total_steps: int, fit_data: torch.Tensor | None = None
+) -> dict[str, Callable[[], tuple[Step, Reconstruct]]]:
     """The systems table for these arguments, filtered by --only."""
     lrs = tuple(float(v) for v in args.msae_lrs.split(",") if v)
-    table = systems(args.d, args.n, args.k, total_steps, args.official, lrs)
+    table = systems(args.d, args.n, args.k, total_steps, args.official, lrs, fit_data)
     wanted = [w for w in args.only.split(",") if w]
     return {name: make for name, make in table.items() if not wanted or any(w in name for w in wanted)}
 
@@ -303,7 +335,7 @@ def _fvu(args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, float]:
     per_epoch = max(args.fvu_samples // batch, 1)
     steps = per_epoch * args.fvu_epochs
     out: dict[str, float] = {}
-    for name, make in chosen_systems(args, steps).items():
+    for name, make in chosen_systems(args, steps, train).items():
         if name in skipped:
             continue
         torch.manual_seed(0)

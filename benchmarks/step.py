@@ -132,7 +132,7 @@ def msae_step_factory(
     active: float | None = None,
 ) -> Any:
     """A closure running one msae training step of `spec` on `path` ('dense' or 'sparse'), and
-    the model too when `with_model`. `active`: shift the encoder bias so that each latent's
+    the model and its optimiser too when `with_model`. `active`: shift the encoder bias so that each latent's
     pre-activation is positive on this share of the (standard normal) inputs, the density of a
     trained SAE's ReLU code, instead of the initial ~half. Everything the benchmarks know about
     msae's model, config and training loop is here."""
@@ -158,7 +158,7 @@ def msae_step_factory(
         model.parameters(), lr=lr, betas=(0.9, 0.999), eps=6.25e-10, weight_decay=0.0, fused=device.type == "cuda"
     )
     run = lambda x: training_step(model, optimizer, x, bf16=bf16)  # noqa: E731
-    return (run, model) if with_model else run
+    return (run, model, optimizer) if with_model else run
 
 
 def _sync(device: torch.device) -> None:
@@ -248,7 +248,7 @@ def run_spec(
                     label = f"sparse[{backend or kernels.default_backend(device, compute)},{eb}" + (
                         f",{used:g}]" if len(fractions) > 1 else "]"
                     )
-                    step, model = msae_step_factory(
+                    step, model, _ = msae_step_factory(
                         spec, "sparse", device, bf16, backend, eb, fraction, lr=0.0, with_model=True, active=active
                     )
                     fns[label] = lambda step=step: step(x)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msae.metrics.aggregate import FeatureMoments, RunningMoments
-from msae.metrics.reconstruction import DatasetFVU, cosine_per_sample, fvu_per_sample
+from msae.metrics.reconstruction import DatasetFVU, Reference, compare
 from msae.metrics.sparsity import LatentActivity, active_count, zero_fraction
+
+
+def fvu_per_sample(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return compare(Reference.of(x), x_hat).fvu
+
+
+def cosine_per_sample(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return compare(Reference.of(x), x_hat).cs
+
+
+def _add(acc: DatasetFVU, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+    ref = Reference.of(x)
+    acc.add(ref, compare(ref, x_hat))
 
 
 def _data(seed: int, n: int = 300, d: int = 24):
@@ -38,10 +52,10 @@ def test_fvu_known_answers():
     np.testing.assert_allclose(fvu_per_sample(xt, per_sample_mean).numpy(), 1.0, rtol=1e-12)
     dataset = DatasetFVU()
     for chunk in torch.split(xt, 70):
-        dataset.update(chunk, xt.mean(dim=0).expand_as(chunk))
+        _add(dataset, chunk, xt.mean(dim=0).expand_as(chunk))
     assert abs(dataset.value() - 1.0) < 1e-12
     perfect = DatasetFVU()
-    perfect.update(xt, xt)
+    _add(perfect, xt, xt)
     assert perfect.value() == 0.0
 
 
@@ -49,7 +63,7 @@ def test_dataset_fvu_streamed_equals_numpy():
     x, x_hat = _data(3, n=500)
     acc = DatasetFVU()
     for a, b in zip(np.array_split(x, 7), np.array_split(x_hat, 7)):
-        acc.update(torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
+        _add(acc, torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
     x32, xh32 = x.astype(np.float32).astype(np.float64), x_hat.astype(np.float32).astype(np.float64)
     expected = ((x32 - xh32) ** 2).sum() / ((x32 - x32.mean(0)) ** 2).sum()
     assert abs(acc.value() - expected) < 1e-10
@@ -74,6 +88,24 @@ def test_feature_moments_large_offset_no_cancellation():
     for part in np.array_split(x, 9):
         acc.update(torch.tensor(part))
     assert abs(acc.total_sq_deviation - ((x - x.mean(0)) ** 2).sum()) < 1e-6 * ((x - x.mean(0)) ** 2).sum()
+
+
+def test_feature_moments_merged_equal_one_stream():
+    """Accumulators of disjoint parts, merged (into an empty one too), equal numpy on the whole."""
+    rng = np.random.default_rng(12)
+    x = 50.0 + rng.normal(size=(700, 5)) * rng.uniform(0.1, 4, size=5)
+    parts = np.array_split(x, 6)
+    left, right, merged = FeatureMoments(), FeatureMoments(), FeatureMoments()
+    for part in parts[:2]:
+        left.update(torch.tensor(part))
+    for part in parts[2:]:
+        right.update(torch.tensor(part))
+    merged.merge(FeatureMoments())  # nothing seen: no change
+    merged.merge(left)
+    merged.merge(right)
+    assert merged.count == 700
+    np.testing.assert_allclose(merged.mean, x.mean(0), rtol=1e-13)
+    assert merged.total_sq_deviation == pytest.approx(((x - x.mean(0)) ** 2).sum(), rel=1e-12)
 
 
 def test_sparsity_counts_match_loops():

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from msae.concepts.naming import DEFAULT_BUDGET, Latents, merge_top
+from msae.concepts.naming import DEFAULT_BUDGET, Latents
 from msae.errors import MsaeError
+from msae.topk import merge_top
 
 
 @dataclass

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from msae.config.concepts import Gap, Method
 from msae.errors import MsaeError
+from msae.topk import merge_top
 
 METHODS: tuple[str, ...] = get_args(Method)
 GAPS: tuple[str, ...] = get_args(Gap)
@@ -100,18 +101,6 @@ class Ranking:
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit length (zero rows stay zero)."""
     return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-
-
-def merge_top(
-    top_val: torch.Tensor, top_idx: torch.Tensor, block: torch.Tensor, start: int, keep: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge the running top-`keep` rows per column with a new block whose first row has index
-    `start`: the block's own top-k first, so only 2*keep rows are ever concatenated."""
-    block_val, block_pos = block.topk(min(keep, block.shape[0]), dim=0)
-    pool_val = torch.cat([top_val, block_val])
-    pool_idx = torch.cat([top_idx, block_pos + start])
-    merged_val, pos = pool_val.topk(min(keep, pool_val.shape[0]), dim=0)
-    return merged_val, pool_idx.gather(0, pos)
 
 
 def stream_top_terms(

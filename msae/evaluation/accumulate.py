@@ -50,6 +50,7 @@ class Block:
     class_index: torch.Tensor | None = None
     dense_x_hat: torch.Tensor | None = None  # the dense path's work, reused by codes equal to it
     dense_graph: alignment.KnnGraph | None = None
+    reference: reconstruction.Reference | None = None  # x's side of every path's reconstruction metrics
 
 
 @dataclass
@@ -84,9 +85,12 @@ class PathMetrics:
         assert x_hat is not None
         x = block.x
         with timer("reconstruction"):
-            self.moments["fvu"].update(reconstruction.fvu_per_sample(x, x_hat))
-            self.moments["cs"].update(reconstruction.cosine_per_sample(x, x_hat))
-            self.dataset_fvu.update(x, x_hat)
+            if block.reference is None:
+                block.reference = reconstruction.Reference.of(x)
+            comparison = reconstruction.compare(block.reference, x_hat)
+            self.moments["fvu"].update(comparison.fvu)
+            self.moments["cs"].update(comparison.cs)
+            self.dataset_fvu.add(block.reference, comparison)
         with timer("sparsity"):
             active = code.active()
             self.moments["l0_zero_fraction"].update(sparsity.zero_fraction(active, code.n))

@@ -58,16 +58,22 @@ class FeatureMoments:
         arr = x.detach().cpu().double().numpy()
         if arr.shape[0] == 0:
             return
-        n_b = arr.shape[0]
-        mean_b = arr.mean(axis=0)
-        m2_b = ((arr - mean_b) ** 2).sum(axis=0)
-        if self.mean is None:
-            self.count, self.mean, self._m2 = n_b, mean_b, m2_b
+        block = FeatureMoments()
+        block.count, block.mean = arr.shape[0], arr.mean(axis=0)
+        block._m2 = ((arr - block.mean) ** 2).sum(axis=0)
+        self.merge(block)
+
+    def merge(self, other: FeatureMoments) -> None:
+        """Add the rows another accumulator has seen (Chan et al.'s parallel merge)."""
+        if other.mean is None or other._m2 is None:
             return
-        total = self.count + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * n_b / total
-        self._m2 = self._m2 + m2_b + delta * delta * self.count * n_b / total
+        if self.mean is None or self._m2 is None:
+            self.count, self.mean, self._m2 = other.count, other.mean.copy(), other._m2.copy()
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * other.count / total
+        self._m2 = self._m2 + other._m2 + delta * delta * self.count * other.count / total
         self.count = total
 
     @property

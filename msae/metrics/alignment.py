@@ -12,8 +12,10 @@ where HSIC_u is the unbiased estimator (Song et al. 2012) and sim_KK uses mask_K
 
 Memory: the masked kernels have at most k nonzeros per row, so HSIC_u is evaluated on the
 m·k masked entries (trace, sums and the 1ᵀK̃L̃1 term all reduce to sparse sums) and the m×m
-kernels are only ever built a chunk of rows at a time to find neighbours: memory is O(chunk·m +
-m·k), never m×m. Kernel values at the neighbours are recomputed as dot products in the
+kernels are only ever built one square block at a time to find neighbours, each row keeping a
+running list of candidates: memory is O(block² + m·k), never m×m. The kernel is symmetric, so
+each block above the diagonal is computed once and feeds both its rows and its columns: half the
+products of a search row by row. Kernel values at the neighbours are recomputed as dot products in the
 features' precision (a float32 sampled product: ~1e-6 relative, far below CKNNA's own sampling
 error) and returned in float64.
 
@@ -37,14 +39,16 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from msae.sae.kernels import Pattern
+from msae.topk import merge_top
 
-CHUNK_ELEMENTS = 1 << 24  # kernel entries per row chunk (64 MB in float32)
+CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
 CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
 CSR_DENSITY = 0.015  # below this share of nonzeros a row chunk's kernel is a CSR product (CPU)
 
@@ -57,8 +61,9 @@ class KnnGraph:
     vals: torch.Tensor
 
 
-def _chunk_rows(m: int, width: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(1, width))
+def _block_size(m: int) -> int:
+    """Rows (and columns) per square block of the kernel: at most CHUNK_ELEMENTS entries."""
+    return max(1, min(m, math.isqrt(CHUNK_ELEMENTS)))
 
 
 def sampled_kernel(left: torch.Tensor, right: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -96,61 +101,103 @@ def bf16_relative_error(width: int) -> float:
     return 1.05 * (3 * 2.0**-8 + width * 2.0**-24)
 
 
-def _row_kernel(
-    feats: torch.Tensor, start: int, stop: int, low: torch.Tensor | None, transposed: torch.Tensor | None
-) -> torch.Tensor:
-    """Kernel rows start..stop against every row, in float32 (or float64 for float64 input):
-    from the bf16 copy `low` when given, as a CSR product with the contiguous `transposed`
-    features when given (sparse codes), else a dense matmul."""
-    if low is not None:
-        return (low[start:stop] @ low.T).float()
-    if transposed is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            kern = torch.sparse.mm(feats[start:stop].to_sparse_csr(), transposed)
-    else:
-        kern = feats[start:stop] @ feats.T
-    return kern.to(torch.float64) if feats.dtype == torch.float64 else kern.float()
+class _KernelBlocks:
+    """Square blocks of the linear kernel FFᵀ, each computed once and read both ways (the kernel
+    is symmetric), so the neighbour search costs half of the m×m product: in bf16 from the copy
+    `low` when given (and returned in bf16), as CSR products with contiguous transposed column
+    blocks for sparse codes, else dense matmuls (returned in float32, float64 for float64 features)."""
+
+    def __init__(self, feats: torch.Tensor, size: int, low: torch.Tensor | None, sparse_rows: bool) -> None:
+        self.feats, self.low, self.size = feats, low, size
+        self.starts = list(range(0, feats.shape[0], size))
+        self.csr = sparse_rows and low is None
+        # bf16 products stay bf16: they rank as their float32 copies would
+        self.dtype = torch.bfloat16 if low is not None else torch.promote_types(feats.dtype, torch.float32)
+        source = feats if low is None else low
+        blocks = [source[s : s + size] for s in self.starts]
+        self.right = [b.T.contiguous() for b in blocks] if self.csr else blocks
+
+    def rows(self, start: int) -> torch.Tensor:
+        """The left operand of every block in the row of blocks starting at row `start`."""
+        if self.low is not None:
+            return self.low[start : start + self.size]
+        if self.csr:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                return self.feats[start : start + self.size].to_sparse_csr()
+        return self.feats[start : start + self.size]
+
+    def block(self, left: torch.Tensor, col_block: int) -> torch.Tensor:
+        """Kernel entries of the rows `left` against column block `col_block`."""
+        right = self.right[col_block]
+        if self.csr:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                kern = torch.sparse.mm(left, right)
+        else:
+            kern = left @ right.T
+        return kern.to(self.dtype)
 
 
-def _top(kern: torch.Tensor, start: int, count: int) -> torch.return_types.topk:
-    local = torch.arange(kern.shape[0], device=kern.device)
-    kern[local, local + start] = -math.inf  # never its own neighbour
-    return torch.topk(kern, count, dim=1)
+def _candidates(blocks: _KernelBlocks, count: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(start, values, indices) of each row block once it is complete: the `count` largest kernel
+    values of each row among the other rows ([rows, count], descending). Block (I, J), J >= I,
+    feeds rows I through its columns and rows J through its rows; row block I is complete once
+    its own row of blocks is done, the blocks above it having fed it already."""
+    m, device = blocks.feats.shape[0], blocks.feats.device
+    tops: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for start in blocks.starts:  # running top per column of a [count, rows] table, as merge_top keeps it
+        rows = min(blocks.size, m - start)
+        tops.append(
+            (
+                torch.empty(0, rows, dtype=blocks.dtype, device=device),
+                torch.empty(0, rows, dtype=torch.int64, device=device),
+            )
+        )
+    for i, start in enumerate(blocks.starts):
+        left = blocks.rows(start)
+        for j in range(i, len(blocks.starts)):
+            kern = blocks.block(left, j)
+            if j == i:
+                kern.fill_diagonal_(-math.inf)  # never its own neighbour
+            else:  # top-k down the columns, faster on a column-major copy than on the strided block
+                tops[j] = merge_top(*tops[j], kern.T.contiguous().T, start, count)
+            tops[i] = merge_top(*tops[i], kern.T, blocks.starts[j], count)
+        val, idx = tops[i]
+        yield start, val.T, idx.T
 
 
 def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = None) -> KnnGraph:
-    """Inner-product k-NN of every row among the others (self excluded), built chunk by chunk.
+    """Inner-product k-NN of every row among the others (self excluded), built block by block.
     `low_precision`: search in certified bf16 (None: for non-negative float32 rows on a CPU with
     native bf16, unless they are sparse enough for a CSR product)."""
     m = feats.shape[0]
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
-    sparse_rows = feats.device.type == "cpu" and float((feats != 0).float().mean()) < CSR_DENSITY
+    sparse_rows = feats.device.type == "cpu" and int(torch.count_nonzero(feats)) < CSR_DENSITY * feats.numel()
     if low_precision is None:
         low_precision = (
-            feats.device.type == "cpu" and native_bf16_cpu() and not sparse_rows and bool((feats >= 0).all())
+            feats.device.type == "cpu"
+            and native_bf16_cpu()
+            and not sparse_rows
+            and (feats.numel() == 0 or bool(feats.min() >= 0))
         )
     idx = torch.empty(m, k, dtype=torch.int64, device=feats.device)
     vals = torch.empty(m, k, dtype=torch.float64, device=feats.device)
     low = feats.to(torch.bfloat16) if low_precision else None
-    transposed = feats.T.contiguous() if sparse_rows and low is None else None
     count = min(m - 1, k + CANDIDATES_EXTRA) if low_precision else k
     # exact values of non-negative features lie within these factors of the computed ones
     accumulation = feats.shape[1] * torch.finfo(feats.dtype).eps if feats.is_floating_point() else 0.0
     bound = (1.0 + accumulation) / (1.0 - bf16_relative_error(feats.shape[1]))
-    step = _chunk_rows(m, m)
-    for start in range(0, m, step):
-        stop = min(m, start + step)
-        top = _top(_row_kernel(feats, start, stop, low, transposed), start, count)
-        cand = top.indices
+    for start, top_vals, cand in _candidates(_KernelBlocks(feats, _block_size(m), low, sparse_rows), count):
+        stop = start + len(cand)
         precise = sampled_kernel(feats[start:stop], feats, cand)  # in the features' precision
         if low is None:
             idx[start:stop], vals[start:stop] = cand, precise
             continue
         best = precise.topk(k, dim=1)
         # a non-candidate's bf16 value is <= the last candidate's, so its true value <= that * bound
-        certain = (best.values[:, -1] > top.values[:, -1].double().clamp_min(0) * bound) | (count == m - 1)
+        certain = (best.values[:, -1] > top_vals[:, -1].double().clamp_min(0) * bound) | (count == m - 1)
         idx[start:stop], vals[start:stop] = cand.gather(1, best.indices), best.values
         redo = torch.nonzero(~certain).reshape(-1)
         if len(redo):

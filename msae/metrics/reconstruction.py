@@ -1,28 +1,54 @@
-"""Reconstruction quality in raw embedding space: FVU (per sample and dataset-level) and CS."""
+"""Reconstruction quality in raw embedding space: FVU (per sample and dataset-level) and CS.
+
+Every path of `msae evaluate` reconstructs the same block of inputs, so what depends on the inputs
+alone (float64 copy, per-sample variance and norm, per-feature moments) is computed once per block
+(`Reference`) and each reconstruction is compared against it (`compare`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from msae.metrics.aggregate import FeatureMoments
 
 
-def fvu_per_sample(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """The paper's FVU of each sample: Var_j(x − x̂) / Var_j(x), variances over the d features.
+@dataclass(frozen=True)
+class Reference:
+    """One block of inputs x in float64 and its per-sample variance and norm over the d features."""
 
-    Matches the reference's `explained_variance_full` (which returns FVU, not 1 − FVU as its
-    name suggests); the variance ddof cancels. Computed in float64. Shape [B].
-    """
-    x64, r64 = x.double(), (x - x_hat).double()
-    return r64.var(dim=1, unbiased=False) / x64.var(dim=1, unbiased=False)
+    x64: torch.Tensor
+    var: torch.Tensor
+    norm: torch.Tensor
+    moments: FeatureMoments
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Reference:
+        x64 = x.double()
+        moments = FeatureMoments()
+        moments.update(x64)
+        return cls(x64, x64.var(dim=1, unbiased=False), x64.norm(dim=1), moments)
 
 
-def cosine_per_sample(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """CS of each sample: cos(x, x̂) in float64, norms clamped at `eps` as torch's
-    `F.cosine_similarity`. Shape [B]."""
-    x64, y64 = x.double(), x_hat.double()
-    norms = x64.norm(dim=1).clamp_min(eps) * y64.norm(dim=1).clamp_min(eps)
-    return (x64 * y64).sum(dim=1) / norms
+@dataclass(frozen=True)
+class Comparison:
+    """Per-sample FVU and CS of one reconstruction of a block, and its summed squared residual."""
+
+    fvu: torch.Tensor
+    cs: torch.Tensor
+    residual_sq: float
+
+
+def compare(ref: Reference, x_hat: torch.Tensor, eps: float = 1e-8) -> Comparison:
+    """The paper's FVU of each sample, Var_j(x − x̂) / Var_j(x) with variances over the d features
+    (the reference's `explained_variance_full`, which returns FVU despite its name; the ddof
+    cancels), and CS = cos(x, x̂) with norms clamped at `eps` as torch's `F.cosine_similarity`;
+    all in float64. Shapes [B]."""
+    y64 = x_hat.double()
+    residual = ref.x64 - y64
+    cs = (ref.x64 * y64).sum(dim=1) / (ref.norm.clamp_min(eps) * y64.norm(dim=1).clamp_min(eps))
+    fvu = residual.var(dim=1, unbiased=False) / ref.var
+    return Comparison(fvu=fvu, cs=cs, residual_sq=float(residual.square().sum()))
 
 
 class DatasetFVU:
@@ -37,9 +63,9 @@ class DatasetFVU:
         self._residual = 0.0
         self._moments = FeatureMoments()
 
-    def update(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
-        self._residual += float(((x.double() - x_hat.double()) ** 2).sum())
-        self._moments.update(x)
+    def add(self, ref: Reference, comparison: Comparison) -> None:
+        self._residual += comparison.residual_sq
+        self._moments.merge(ref.moments)
 
     def value(self) -> float:
         return self._residual / self._moments.total_sq_deviation
