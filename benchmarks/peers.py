@@ -38,20 +38,34 @@ Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 
 
 def msae_system(
-    path: str, d: int, n: int, k: int, total_steps: int, lr: float | None = None, fit_data: torch.Tensor | None = None
+    path: str,
+    d: int,
+    n: int,
+    k: int,
+    total_steps: int,
+    lr: float | None = None,
+    fit_data: torch.Tensor | None = None,
+    peer_recipe: bool = False,
 ) -> tuple[Step, Reconstruct]:
     """msae's TopK trained as `msae train` trains it: inputs centred and scaled by the statistics
     of `fit_data` (the first batch when None), the default learning rate for a run of
-    `total_steps` (the scaled rule) or `lr`, and the default schedule (flat, then linear decay)."""
+    `total_steps` (the scaled rule) or `lr`, and the default schedule (flat, then linear decay).
+    `peer_recipe`: the same step and schedule with dictionary_learning's defaults instead (inputs
+    centred but not scaled, encoder = the unit-norm decoder's transpose, MSE, its lr rule)."""
     from msae.config.train import TrainCommon, scaled_lr
     from msae.sae.model import scale_factor
     from msae.train import lr_factor
 
-    spec = msae_step.Spec(f"topk k={k}", "topk", d, n, [k], [1.0], False, {"k": k})
-    base_lr = scaled_lr(n, total_steps) if lr is None else lr
+    options = {"k": k, "loss": "mse"} if peer_recipe else {"k": k}
+    spec = msae_step.Spec(f"topk k={k}", "topk", d, n, [k], [1.0], False, options)
+    base_lr = (2e-4 / math.sqrt(n / 2**14) if peer_recipe else scaled_lr(n, total_steps)) if lr is None else lr
     run, model, optimizer = msae_step.msae_step_factory(
         spec, path, torch.device("cpu"), False, None, "sparse", None, lr=base_lr, with_model=True
     )
+    if peer_recipe:
+        with torch.no_grad():
+            model.W_dec.div_(model.W_dec.norm(dim=1, keepdim=True))
+            model.W_enc.copy_(model.W_dec.T)
     defaults = {
         name: TrainCommon.model_fields[name].default for name in ("lr_schedule", "decay_fraction", "warmup_steps")
     }
@@ -62,9 +76,8 @@ def msae_system(
         if state["step"] == 0:
             stats = x if fit_data is None else fit_data
             mean = stats.mean(0)
-            model.set_statistics(
-                mean, scale_factor(float((stats - mean).square().sum(1).mean()), d, schedule.scale_mode)
-            )
+            scale = scale_factor(float((stats - mean).square().sum(1).mean()), d, schedule.scale_mode)
+            model.set_statistics(mean, 1.0 if peer_recipe else scale)
         factor = lr_factor(min(state["step"], total_steps - 1), 0, total_steps, schedule)  # type: ignore[arg-type]
         for group in optimizer.param_groups:
             group["lr"] = base_lr * factor
@@ -223,6 +236,9 @@ def systems(
         "sae-lens TopK": lambda: sae_lens_system(d, n, k),
         "overcomplete TopK": lambda: overcomplete_system(d, n, k),
     }
+    table["msae TopK (dictionary_learning's recipe)"] = lambda: msae_system(
+        "sparse", d, n, k, total_steps, fit_data=fit_data, peer_recipe=True
+    )
     if official is not None:
         table["official MSAE TopK"] = lambda: official_system(official, d, n, k)
     for lr in msae_lrs:  # the same system at other learning rates (a sweep beside the default)
