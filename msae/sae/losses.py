@@ -18,19 +18,40 @@ from msae.sae.architecture import Reconstruction
 RECONSTRUCTION_LOSSES = get_args(Reconstruction)
 
 
+def at_least_float32(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype losses are computed in: the inputs' widest, at least float32 (bf16 under autocast
+    is summed in float32, float64 stays float64)."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def squared_norm(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||x||^2 in at least float32."""
+    return x.to(at_least_float32(x)).square().sum(-1)
+
+
 def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample ||x_hat - x||^2 in float32 (inputs may be bf16 under autocast)."""
-    return (x_hat.float() - x.float()).square().sum(-1)
+    """Per-sample ||x_hat - x||^2 in at least float32."""
+    acc = at_least_float32(x_hat, x)
+    return (x_hat.to(acc) - x.to(acc)).square().sum(-1)
+
+
+def row_weights(kind: str, x: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
+    """Per-sample factors f [B] with loss = sum_b f_b ||x_hat_b - x_b||^2: 1 / (B ||x_b||^2) for
+    nmse, 1 / (B d) for mse; `x_sq` is the per-sample ||x||^2 (computed once per batch)."""
+    batch = x.shape[0]
+    if kind == "nmse":
+        return 1.0 / (batch * x_sq.clamp_min(torch.finfo(torch.float32).tiny))
+    if kind == "mse":
+        return torch.full((batch,), 1.0 / (batch * x.shape[-1]), dtype=at_least_float32(x), device=x.device)
+    raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECONSTRUCTION_LOSSES}")
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str, x_sq: torch.Tensor) -> torch.Tensor:
     """Scalar reconstruction loss; `x_sq` is the per-sample ||x||^2 (computed once per batch)."""
-    err = squared_error(x_hat, x)
-    if kind == "nmse":
-        return (err / x_sq.clamp_min(torch.finfo(torch.float32).tiny)).mean()
-    if kind == "mse":
-        return err.mean() / x.shape[-1]
-    raise ValueError(f"unknown reconstruction loss {kind!r}; choose from {RECONSTRUCTION_LOSSES}")
+    return (row_weights(kind, x, x_sq) * squared_error(x_hat, x)).sum()
 
 
 def auxk_loss(e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:

@@ -163,7 +163,7 @@ class SparseAutoencoder(nn.Module):
     def _dense_objective(self, x_tilde: torch.Tensor, auxk: sparse.AuxK | None) -> Objective:
         """Every level as a masked [B, n] activation decoded by a dense matmul."""
         cfg = self.config
-        x_sq = x_tilde.float().square().sum(-1)
+        x_sq = losses.squared_norm(x_tilde)
         a = self.pre_activation_processed(x_tilde)
         levels = self.kind.train_levels(self, a)
         recons = [self.decode_processed(z) for z in levels]

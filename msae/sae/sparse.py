@@ -6,8 +6,9 @@ that is almost all zeros by the decoder, once per Matryoshka level, forward and 
 only what is active is touched (msae.sae.bands cuts the levels into bands, msae.sae.kernels does
 the products):
 
-- Every sparse band is decoded once, as one product over stacked rows (band, sample); the level
-  reconstructions are the running sum over bands.
+- Every sparse band is decoded once, as one product over stacked rows (band, sample); each
+  level's loss comes from the running residual over bands (`_NestedResiduals`: no stack of the
+  levels' reconstructions, and a reverse running sum as its backward).
 - Encoder (`_SparseEncode`): the forward matmul is dense (the top-k needs every pre-activation),
   but its weight gradient x^T G has only k nonzeros per row of G and is one transposed sparse
   product too. A densely decoded band (the paper's last level, ReLU over all latents) makes the
@@ -153,7 +154,7 @@ def nested_objective(
         raise ValueError(f"unknown encoder backward {encoder_backward!r}; choose from {ENCODER_BACKWARDS}")
     device = x_tilde.device
     batch, n = x_tilde.shape[0], W_enc.shape[1]
-    x_sq = x_tilde.float().square().sum(-1)
+    x_sq = losses.squared_norm(x_tilde)
     # Under autocast the products run in its dtype (as the dense path's matmuls do); the casts
     # sit outside the Functions so their gradients come back in the parameters' dtype.
     dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else W_enc.dtype
@@ -193,27 +194,60 @@ def nested_objective(
                 parts[band] = part
         dense_z: list[torch.Tensor] = []
         for band in range(n_bands):
-            if plan.is_empty(band):
-                parts[band] = w_dec.new_zeros(batch, w_dec.shape[1])
-            elif parts[band] is None:
+            if parts[band] is None and not plan.is_empty(band):  # an empty band adds nothing
                 assert a is not None
                 z = a * plan.dense_mask(band, a.detach())
                 dense_z.append(z)
                 parts[band] = z @ w_dec
-        acc = torch.promote_types(dtype, torch.float32)  # levels are summed in >= float32
-        recons = torch.stack([p.to(acc) for p in parts if p is not None]).cumsum(0) + b_pre.to(acc)
         e_hat = sparse_decode(aux_values, w_dec, selection.dead.pattern) if selection.dead is not None else None
-    level_losses = [losses.reconstruction_loss(r, x_tilde, loss, x_sq) for r in recons]
-    total = losses.weighted_mean(level_losses, weights)
+    rows = losses.row_weights(loss, x_tilde, x_sq)
+    scales = torch.stack([w / float(sum(weights)) * rows for w in weights])
+    total, first, last = _NestedResiduals.apply(x_tilde, b_pre, scales, *parts)
     if auxk is not None and e_hat is not None:
-        total = total + auxk.alpha * losses.auxk_loss(e_hat, (x_tilde - recons[-1]).detach())
+        total = total + auxk.alpha * losses.auxk_loss(e_hat, x_tilde - last)
     with torch.no_grad():
         active = (values.detach() > 0).to(torch.int64)  # no boolean indexing: it would sync the host
         counts = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, selection.by_sample.cols, active)
         for z in dense_z:
             counts += (z.detach() > 0).sum(0)
         kept_min = _kept_min(selection, values.detach(), plan, dense_z)
-    return Objective(loss=total, x_hat=recons[0], latent_counts=counts, kept_min=kept_min)
+    return Objective(loss=total, x_hat=first, latent_counts=counts, kept_min=kept_min)
+
+
+class _NestedResiduals(torch.autograd.Function):
+    """Every level's loss from running residuals: E_i = b_pre - x + P_1 + ... + P_i for the
+    decoded increments P_i of the bands (None: an empty band), loss = sum_i sum_b s_ib ||E_ib||^2,
+    in >= float32. No stack of the levels' reconstructions and no autograd cumsum: the gradient of
+    P_i is the reverse running sum of 2 s_j E_j over j >= i. Also returns the first and last
+    levels' reconstructions (no gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, b_pre: torch.Tensor, scales: torch.Tensor, *parts: torch.Tensor | None):  # type: ignore[override]
+        acc = losses.at_least_float32(x, b_pre, *[part for part in parts if part is not None])
+        residual = b_pre.to(acc) - x.to(acc)
+        residuals, total = [], scales.new_zeros((), dtype=acc)
+        for scale, part in zip(scales, parts, strict=True):
+            if part is not None:
+                residual = residual + part.to(acc)
+            residuals.append(residual)
+            total = total + (scale * residual.square().sum(1)).sum()
+        ctx.save_for_backward(scales, *residuals)
+        ctx.dtypes = [None if part is None else part.dtype for part in parts]
+        ctx.b_pre_dtype = b_pre.dtype
+        first, last = residuals[0] + x.to(acc), residuals[-1] + x.to(acc)
+        ctx.mark_non_differentiable(first, last)
+        return total, first, last
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: torch.Tensor, _first: Any, _last: Any):  # type: ignore[override]
+        scales, *residuals = ctx.saved_tensors
+        grads: list[torch.Tensor | None] = [None] * len(residuals)
+        running = torch.zeros_like(residuals[0])
+        for i in reversed(range(len(residuals))):
+            running = running + residuals[i] * (2 * grad_total * scales[i]).unsqueeze(1)
+            if ctx.dtypes[i] is not None:
+                grads[i] = running.to(ctx.dtypes[i])
+        return None, running.sum(0).to(ctx.b_pre_dtype), None, *grads
 
 
 def _row_positives(a: torch.Tensor, over_batch: bool) -> torch.Tensor:
