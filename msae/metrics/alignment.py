@@ -15,9 +15,9 @@ m·k masked entries (trace, sums and the 1ᵀK̃L̃1 term all reduce to sparse s
 kernels are only ever built one square block at a time to find neighbours, each row keeping a
 running list of candidates: memory is O(block² + m·k), never m×m. The kernel is symmetric, so
 each block above the diagonal is computed once and feeds both its rows and its columns: half the
-products of a search row by row. Kernel values at the neighbours are recomputed as dot products in the
-features' precision (a float32 sampled product: ~1e-6 relative, far below CKNNA's own sampling
-error) and returned in float64.
+products of a search row by row. Kernel values at the neighbours are recomputed as dot products
+in the features' precision (a float32 sampled product: ~1e-6 relative, far below CKNNA's own
+sampling error) and returned in float64.
 
 Speed: the neighbour search of SAE latents (non-negative) runs its m×m products in bfloat16 where
 the CPU has native bf16 dot products (~4x fp32), and then certifies the result: every row keeps
@@ -50,7 +50,7 @@ from msae.topk import merge_top
 
 CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
 CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
-CSR_DENSITY = 0.015  # below this share of nonzeros a row chunk's kernel is a CSR product (CPU)
+CSR_DENSITY = 0.015  # below this share of nonzeros the kernel blocks are CSR products (CPU)
 
 
 @dataclass
