@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step as msae_step  # noqa: E402  (benchmarks/step.py: the adapter to msae)
 
-from msae.config.train import scaled_lr  # noqa: E402
+from msae.config.train import scaled_lr, train_config  # noqa: E402
 from msae.io import write_json_atomic  # noqa: E402
 from msae.runtime import configure_torch  # noqa: E402
+from msae.sae.model import scale_factor  # noqa: E402
 from msae.synthetic import clip_like  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     data = clip_like(d=d, n_images=args.samples, n_concepts=n // 4, n_distractors=10, seed=0)
     x = torch.from_numpy(data.images).float()
     x -= x.mean(0)
-    x *= d**0.5 / x.square().sum(1).mean().sqrt()
+    x *= scale_factor(
+        float(x.square().sum(1).mean()),
+        d,
+        train_config(variant="matryoshka", embeddings="-", out="-", expansion=n / d).scale_mode,
+    )
     per_epoch = len(x) // batch
     steps = per_epoch * args.epochs
     spec = msae_step.specs_for(d, n, ["mat-rw"])[0]
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(steps):
         xb = x[(i % per_epoch) * batch : (i % per_epoch + 1) * batch]
         with torch.no_grad():
-            positives = ((xb - model.b_pre) @ model.W_enc + model.b_enc > 0).sum(1).float()
+            positives = (model.pre_activation_processed(xb) > 0).sum(1).float()
         start = time.perf_counter()
         run(xb)
         ms = 1e3 * (time.perf_counter() - start)

@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -52,7 +51,7 @@ def msae_system(
     `total_steps` (the scaled rule) or `lr`, and the default schedule (flat, then linear decay).
     `peer_recipe`: the same step and schedule with dictionary_learning's defaults instead (inputs
     centred but not scaled, encoder = the unit-norm decoder's transpose, MSE, its lr rule)."""
-    from msae.config.train import TrainCommon, scaled_lr
+    from msae.config.train import scaled_lr, train_config
     from msae.sae.model import scale_factor
     from msae.train import lr_factor
 
@@ -66,19 +65,16 @@ def msae_system(
         with torch.no_grad():
             model.W_dec.div_(model.W_dec.norm(dim=1, keepdim=True))
             model.W_enc.copy_(model.W_dec.T)
-    defaults = {
-        name: TrainCommon.model_fields[name].default for name in ("lr_schedule", "decay_fraction", "warmup_steps")
-    }
-    schedule = SimpleNamespace(epochs=1, scale_mode=TrainCommon.model_fields["scale_mode"].default, **defaults)
+    defaults = train_config(variant="topk", embeddings="-", out="-", expansion=n / d, epochs=1)  # one "epoch"
     state = {"step": 0}
 
     def step(x: torch.Tensor) -> None:
         if state["step"] == 0:
             stats = x if fit_data is None else fit_data
             mean = stats.mean(0)
-            scale = scale_factor(float((stats - mean).square().sum(1).mean()), d, schedule.scale_mode)
-            model.set_statistics(mean, 1.0 if peer_recipe else scale)
-        factor = lr_factor(min(state["step"], total_steps - 1), 0, total_steps, schedule)  # type: ignore[arg-type]
+            mean_sq = float((stats - mean).square().sum(1).mean())
+            model.set_statistics(mean, 1.0 if peer_recipe else scale_factor(mean_sq, d, defaults.scale_mode))
+        factor = lr_factor(min(state["step"], total_steps - 1), 0, total_steps, defaults)
         for group in optimizer.param_groups:
             group["lr"] = base_lr * factor
         run(model.preprocess(x))

@@ -144,7 +144,7 @@ def msae_step_factory(
     if active is not None:
         with torch.no_grad():
             probe = torch.randn(4096, spec.d, device=device, generator=torch.Generator(device).manual_seed(2))
-            pre = (probe - model.b_pre) @ model.W_enc + model.b_enc
+            pre = model.pre_activation_processed(probe)
             model.b_enc -= pre.quantile(1.0 - active, dim=0)
     if path == "dense":
         model.objective = functools.partial(SparseAutoencoder.objective, model, dense=True)  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ Per-path keys: `l0_zero_fraction` is the paper's L0 (fraction of latents at zero
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -50,7 +51,11 @@ class Block:
     class_index: torch.Tensor | None = None
     dense_x_hat: torch.Tensor | None = None  # the dense path's work, reused by codes equal to it
     dense_graph: alignment.KnnGraph | None = None
-    reference: reconstruction.Reference | None = None  # x's side of every path's reconstruction metrics
+
+    @functools.cached_property
+    def reference(self) -> reconstruction.Reference:
+        """x's side of every path's reconstruction metrics, computed once per block."""
+        return reconstruction.Reference.of(self.x)
 
 
 @dataclass
@@ -85,8 +90,6 @@ class PathMetrics:
         assert x_hat is not None
         x = block.x
         with timer("reconstruction"):
-            if block.reference is None:
-                block.reference = reconstruction.Reference.of(x)
             comparison = reconstruction.compare(block.reference, x_hat)
             self.moments["fvu"].update(comparison.fvu)
             self.moments["cs"].update(comparison.cs)

@@ -70,7 +70,12 @@ def normalized_l1(z: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
     return (z.float().abs().sum(-1) / x_sq.clamp_min(torch.finfo(torch.float32).tiny).sqrt()).mean()
 
 
+def level_factors(weights: Sequence[float]) -> list[float]:
+    """alpha_i / sum_j alpha_j: each nested level's share of the loss."""
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
 def weighted_mean(losses: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
     """sum_i alpha_i * loss_i / sum_i alpha_i."""
-    total = torch.stack([w * loss for w, loss in zip(weights, losses, strict=True)]).sum()
-    return total / float(sum(weights))
+    return torch.stack([f * loss for f, loss in zip(level_factors(weights), losses, strict=True)]).sum()

@@ -201,7 +201,7 @@ def nested_objective(
                 parts[band] = z @ w_dec
         e_hat = sparse_decode(aux_values, w_dec, selection.dead.pattern) if selection.dead is not None else None
     rows = losses.row_weights(loss, x_tilde, x_sq)
-    scales = torch.stack([w / float(sum(weights)) * rows for w in weights])
+    scales = torch.stack([f * rows for f in losses.level_factors(weights)])
     total, first, last = _NestedResiduals.apply(x_tilde, b_pre, scales, *parts)
     if auxk is not None and e_hat is not None:
         total = total + auxk.alpha * losses.auxk_loss(e_hat, x_tilde - last)
