@@ -143,6 +143,33 @@ def test_progressive_rows_topk_and_matryoshka(tmp_path):
     assert res_m.metrics["sparse"]["fvu"] == pytest.approx(_expected_path(matryoshka, x, 8, 60)["fvu"], rel=1e-5)
 
 
+def test_path_equal_to_dense_on_most_rows_reuses_it_exactly(tmp_path, monkeypatch):
+    """A top-k path that differs from the dense one on a few rows only (the rows with more than k
+    positive pre-activations) patches the dense reconstruction and updates the dense k-NN graph
+    there: its metrics still equal a whole-set recomputation of the top-k code."""
+    x, _ = _eval_data(n=240)
+    path = _store(tmp_path / "eval.parquet", x)
+    sae = load(_make_sae(tmp_path, "topk", k=16))
+    with torch.no_grad():
+        sae.b_enc.sub_(0.22)  # 5-6 of each 120 rows have more than 32 positive latents
+        positives = (sae.pre_activation(torch.tensor(x)) > 0).sum(1).reshape(2, 120)
+    wider = (positives > 32).sum(1)
+    assert ((wider > 0) & (wider <= 120 * alignment.UPDATE_MAX_SHARE)).all()
+    updates = []
+
+    def spy(graph, feats, changed):
+        updates.append(len(changed))
+        return update(graph, feats, changed)
+
+    update = alignment.update_knn_graph
+    monkeypatch.setattr(alignment, "update_knn_graph", spy)
+    res = evaluate(sae, EvalOptions(embeddings=path, batch_size=120, cknna_batch=120), progress=False)
+    # k = 16 differs on every row (a new search); k = 32 on the wider rows of each block
+    assert sorted(updates) == sorted([120, 120, *wider.tolist()])
+    got = res.progressive.set_index("k").loc[32]
+    for key, value in _expected_path(sae, x, 32, 120).items():
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
 def test_cli_with_probe_and_retention(tmp_path):
     sae_dir = _make_sae(tmp_path)
     x, labels = _eval_data()

@@ -156,3 +156,65 @@ def test_block_search_finds_the_brute_force_neighbours(monkeypatch, kind, block)
     ref = np.argsort(-(gram - np.diag(np.full(m, np.inf))), axis=1, kind="stable")[:, :10]
     assert [set(r) for r in graph.idx.tolist()] == [set(r) for r in ref.tolist()]
     np.testing.assert_allclose(graph.vals.numpy(), np.take_along_axis(gram, graph.idx.numpy(), 1), rtol=1e-6)
+
+
+def _assert_exact_graph(graph: alignment.KnnGraph, feats: torch.Tensor) -> None:
+    """`graph` holds each row's exact k nearest neighbours first, the exact kernel at every
+    candidate, and a ceiling that no non-candidate's exact kernel value exceeds."""
+    exact = feats.double().numpy()
+    gram = exact @ exact.T
+    np.fill_diagonal(gram, -np.inf)
+    ref = np.argsort(-gram, axis=1, kind="stable")[:, : graph.k]
+    assert [set(r) for r in graph.idx.tolist()] == [set(r) for r in ref.tolist()]
+    cand = graph.candidates.numpy()
+    np.testing.assert_allclose(graph.values.numpy(), np.take_along_axis(gram, cand, 1), rtol=1e-6)
+    outside = np.ones_like(gram, dtype=bool)
+    np.put_along_axis(outside, cand, False, axis=1)
+    np.fill_diagonal(outside, False)
+    over = gram - graph.ceiling.numpy()[:, None]
+    assert (over[outside] <= 1e-6 * np.abs(gram[outside]) + 1e-12).all()
+
+
+def _codes(rng: np.random.Generator, m: int = 300, n: int = 64) -> np.ndarray:
+    """Anisotropic non-negative codes: a few strong latents, many weak ones."""
+    scale = np.geomspace(3.0, 0.05, n)
+    return np.maximum(rng.normal(size=(m, n)) * scale, 0) * (rng.random((m, n)) < 0.4)
+
+
+@pytest.mark.parametrize("kind", ["float64", "csr", "bf16"])
+def test_every_search_path_keeps_exact_candidates_under_its_ceiling(kind):
+    rng = np.random.default_rng(3)
+    z = _codes(rng) * (rng.random((300, 64)) < (0.03 if kind == "csr" else 1.0))
+    z[:, 0] += 0.1 + rng.random(300)  # no all-zero rows, no ties
+    feats = torch.tensor(z, dtype=torch.float64 if kind == "float64" else torch.float32)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, low_precision=kind == "bf16"), feats)
+
+
+@pytest.mark.parametrize("low_precision", [False, True])
+@pytest.mark.parametrize("change", ["top-k rows", "rows scaled up", "rows zeroed", "most rows"])
+def test_updated_graph_equals_a_new_search(low_precision, change):
+    """A code that differs from the dense one on a few rows (a progressive top-k where only some
+    samples have more positive latents than k): updating the dense graph finds the exact
+    neighbours, whether the changed rows shrink (others lose them as neighbours), grow (they
+    become everyone's neighbours), vanish, or are too many (a new search)."""
+    rng = np.random.default_rng(5)
+    base = _codes(rng)
+    base[:, 0] += 0.1 + rng.random(300)
+    new = base.copy()
+    share = 0.5 if change == "most rows" else 0.04
+    changed = np.sort(rng.choice(len(base), int(share * len(base)), replace=False))
+    if change in ("top-k rows", "most rows"):
+        keep = np.argsort(-base[changed], axis=1)[:, :5]
+        new[changed] = 0
+        new[changed[:, None], keep] = base[changed[:, None], keep]
+    elif change == "rows scaled up":
+        new[changed] *= 3.0
+    else:
+        new[changed] = 0
+        new[changed, 0] = 1e-3 * (1 + np.arange(len(changed)))  # distinct, no ties
+    dense = alignment.knn_graph(torch.tensor(base, dtype=torch.float32), 10, low_precision=low_precision)
+    feats = torch.tensor(new, dtype=torch.float32)
+    updated = alignment.update_knn_graph(dense, feats, torch.tensor(changed))
+    _assert_exact_graph(updated, feats)
+    if change != "most rows":  # the update touched the candidates of rows next to the change
+        assert torch.isin(dense.idx, torch.tensor(changed)).any()

@@ -40,6 +40,17 @@ class Timer:
 
 
 @dataclass
+class PathWork:
+    """What one path computed on one block: its reconstruction and that reconstruction's
+    comparison with x, and when CKNNA is estimated its latent k-NN graph and score."""
+
+    x_hat: torch.Tensor
+    comparison: reconstruction.Comparison
+    graph: alignment.KnnGraph | None = None
+    cknna: float | None = None
+
+
+@dataclass
 class Block:
     """One block of evaluation rows and what every path shares about it."""
 
@@ -49,8 +60,7 @@ class Block:
     graph_x: alignment.KnnGraph | None = None  # k-NN of x, when CKNNA is estimated on this block
     probe_log_p: torch.Tensor | None = None
     class_index: torch.Tensor | None = None
-    dense_x_hat: torch.Tensor | None = None  # the dense path's work, reused by codes equal to it
-    dense_graph: alignment.KnnGraph | None = None
+    dense: PathWork | None = None  # the dense path's work, reused by codes equal to it (on some rows)
 
     @functools.cached_property
     def reference(self) -> reconstruction.Reference:
@@ -70,6 +80,32 @@ class Context:
     captions: torch.Tensor | None = None  # in evaluation-row order: caption r pairs with row r
 
 
+def _work(ctx: Context, block: Block, code: Code) -> PathWork:
+    """One path's work on a block; where its code equals the dense one (`code.dense_except`),
+    the dense path's: all of it for a code equal on every row, else the dense reconstruction with
+    the other rows decoded, and the dense k-NN graph searched again only where they can change it."""
+    timer, dense = ctx.timer, block.dense
+    differs = code.dense_except if dense is not None else None
+    if dense is not None and differs is not None and differs.numel() == 0:
+        return dense
+    with timer("decode"):
+        if dense is None or differs is None:
+            x_hat = code.decode(ctx.sae)
+        else:
+            x_hat = dense.x_hat.index_copy(0, differs, code.take(differs).decode(ctx.sae))
+    with timer("reconstruction"):
+        work = PathWork(x_hat, reconstruction.compare(block.reference, x_hat))
+    if block.graph_x is not None:
+        with timer("cknna"):
+            z = code.to_dense()
+            if dense is None or differs is None or dense.graph is None:
+                work.graph = alignment.knn_graph(z, ctx.options.cknna_k)
+            else:
+                work.graph = alignment.update_knn_graph(dense.graph, z, differs)
+            work.cknna = alignment.cknna_from_graphs(block.x, z, block.graph_x, work.graph)
+    return work
+
+
 class PathMetrics:
     """Accumulates every per-path metric over the blocks of the evaluation set."""
 
@@ -79,34 +115,22 @@ class PathMetrics:
         self.activity = sparsity.LatentActivity(n_latents)
         self.cknna: list[float] = []
 
-    def update(self, ctx: Context, block: Block, code: Code) -> tuple[torch.Tensor, alignment.KnnGraph | None]:
-        """Add one block's metrics of one path; returns its reconstruction and latent k-NN graph.
-        A code equal to the dense path on this block (`code.same_as_dense`) reuses the dense
-        path's, once the caller has stored them in the block."""
+    def update(self, ctx: Context, block: Block, code: Code) -> PathWork:
+        """Add one block's metrics of one path; returns its work on the block, which the caller
+        stores in the block for the dense path so that codes equal to it reuse it."""
         timer = ctx.timer
-        reuse = code.same_as_dense and block.dense_x_hat is not None
-        with timer("decode"):
-            x_hat = block.dense_x_hat if reuse else code.decode(ctx.sae)
-        assert x_hat is not None
-        x = block.x
-        with timer("reconstruction"):
-            comparison = reconstruction.compare(block.reference, x_hat)
-            self.moments["fvu"].update(comparison.fvu)
-            self.moments["cs"].update(comparison.cs)
-            self.dataset_fvu.add(block.reference, comparison)
+        work = _work(ctx, block, code)
+        x_hat = work.x_hat
+        self.moments["fvu"].update(work.comparison.fvu)
+        self.moments["cs"].update(work.comparison.cs)
+        self.dataset_fvu.add(block.reference, work.comparison)
         with timer("sparsity"):
-            active = code.active()
+            active = code.active
             self.moments["l0_zero_fraction"].update(sparsity.zero_fraction(active, code.n))
             self.moments["active"].update(active)
-            self.activity.update(code.latent_counts())
-        graph_z = None
-        if block.graph_x is not None:
-            with timer("cknna"):
-                z = code.to_dense()
-                graph_z = (
-                    block.dense_graph if reuse and block.dense_graph else alignment.knn_graph(z, ctx.options.cknna_k)
-                )
-                self.cknna.append(alignment.cknna_from_graphs(x, z, block.graph_x, graph_z))
+            self.activity.update(code.latent_counts)
+        if work.cknna is not None:
+            self.cknna.append(work.cknna)
         if ctx.probe is not None and block.probe_log_p is not None:
             with timer("probe_eval"):
                 recon_features = linear_probe.probe_features(x_hat, ctx.sae.mean, ctx.sae.scale)
@@ -120,7 +144,7 @@ class PathMetrics:
         if ctx.class_embeddings is not None or ctx.captions is not None:
             with timer("retention"):
                 update_retention(ctx, block, x_hat, self.moments, "recon")
-        return x_hat, graph_z
+        return work
 
     def result(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {}

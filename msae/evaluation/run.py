@@ -139,9 +139,9 @@ def evaluate(sae: SparseAutoencoder, options: EvalOptions, progress: bool = True
             with timer("encode"):
                 codes = block_codes(sae, block.x, ks, sparse_k)
             for name in encodings:  # "dense" first: codes equal to it reuse its work
-                x_hat, graph = paths[name].update(ctx, block, codes[name])
+                work = paths[name].update(ctx, block, codes[name])
                 if name == "dense":
-                    block.dense_x_hat, block.dense_graph = x_hat, graph
+                    block.dense = work
         results = {name: acc.result() for name, acc in paths.items()}
         with timer("do"):
             do = decoder_orthogonality(sae.W_dec)

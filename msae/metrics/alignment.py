@@ -26,6 +26,11 @@ accepted only if its k-th exact value exceeds what any non-candidate could reach
 error bound (for non-negative inputs a relative bound, `bf16_relative_error`); the other rows are
 searched again in float32. The neighbours are those of the float32 search.
 
+Reuse: every graph keeps each row's candidates with exact values and a ceiling that no other row's
+kernel value exceeds. A code that differs from a searched one on a few rows only (a progressive
+top-k just below the widest samples' count of positive latents) is then searched again only on
+those rows and on the rows whose ceiling the change may beat (`update_knn_graph`).
+
 Differences from the reference code (platonic-rep's `cknna`, copied by the MSAE repo):
 - the reference divides by sqrt(sim_KK·sim_LL) + 1e-6, which makes the score depend on the scale
   of the embeddings (tiny kernels are pulled towards 0); here the division is exact and an
@@ -45,20 +50,45 @@ from pathlib import Path
 
 import torch
 
+from msae.metrics.sparsity import latent_count
 from msae.sae.kernels import Pattern
 from msae.topk import merge_top
 
 CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
 CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
-CSR_DENSITY = 0.015  # below this share of nonzeros the kernel blocks are CSR products (CPU)
+CSR_DENSITY = 0.05  # below this share of nonzeros the kernel blocks are CSR products (CPU; bf16 wins above ~5%)
+UPDATE_MAX_SHARE = 1 / 16  # changed rows beyond which a new search costs less than an update
 
 
 @dataclass
 class KnnGraph:
-    """The k nearest neighbours of each row (`idx`, [m, k]) and the kernel there (`vals`, float64)."""
+    """Each row's neighbour candidates (`candidates`, [m, c], c >= k) with their kernel values
+    (`values`, float64, descending), and `ceiling` [m]: a bound that the kernel value of every
+    row outside a row's candidates cannot exceed. The k nearest neighbours are the first k
+    candidates; the rest and the ceiling let a code that changes on a few rows be searched again
+    only where the change can matter (`update_knn_graph`)."""
 
-    idx: torch.Tensor
-    vals: torch.Tensor
+    candidates: torch.Tensor
+    values: torch.Tensor
+    ceiling: torch.Tensor
+    k: int
+
+    @property
+    def idx(self) -> torch.Tensor:
+        """The k nearest neighbours of each row, [m, k], nearest first."""
+        return self.candidates[:, : self.k]
+
+    @property
+    def vals(self) -> torch.Tensor:
+        """The kernel at those neighbours, float64 [m, k]."""
+        return self.values[:, : self.k]
+
+    @functools.cached_property
+    def self_similarity(self) -> float:
+        """HSIC_u of the masked kernel with itself (CKNNA's sim_KK), shared by every pairing of
+        this graph (the raw embeddings' graph meets every SAE path)."""
+        rows, cols = _pattern(self.idx)
+        return hsic_unbiased_masked(rows, cols, self.vals.reshape(-1), self.vals.reshape(-1), self.candidates.shape[0])
 
 
 def _block_size(m: int) -> int:
@@ -167,6 +197,34 @@ def _candidates(blocks: _KernelBlocks, count: int) -> Iterator[tuple[int, torch.
         yield start, val.T, idx.T
 
 
+def _ranked(cand: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates and their kernel values ordered by value, largest first."""
+    values, order = values.sort(dim=1, descending=True)
+    return cand.gather(1, order), values
+
+
+def _search_rows(feats: torch.Tensor, rows: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
+    """(candidates, values, ceiling) of `rows` by a search in the features' precision (float32 at
+    least), a chunk of rows at a time: each row's `count` best other rows, whose last value bounds
+    every other row's."""
+    m = feats.shape[0]
+    dtype = torch.promote_types(feats.dtype, torch.float32)
+    step = max(1, CHUNK_ELEMENTS // m)
+    found = [torch.empty(0, count, dtype=torch.int64, device=feats.device)]
+    for s in range(0, len(rows), step):
+        part = rows[s : s + step]
+        kern = feats[part].to(dtype) @ feats.to(dtype).T
+        kern[torch.arange(len(part), device=feats.device), part] = -math.inf
+        found.append(kern.topk(count, dim=1).indices)
+    cand, values = _ranked(torch.cat(found), sampled_kernel(feats[rows], feats, torch.cat(found)))
+    return cand, values, _ceiling(values[:, -1], count, m)
+
+
+def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
+    """The bound on non-candidates' values: -inf when every other row is a candidate."""
+    return last.double() if count < m - 1 else torch.full_like(last, -math.inf, dtype=torch.float64)
+
+
 def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = None) -> KnnGraph:
     """Inner-product k-NN of every row among the others (self excluded), built block by block.
     `low_precision`: search in certified bf16 (None: for non-negative float32 rows on a CPU with
@@ -174,7 +232,7 @@ def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = Non
     m = feats.shape[0]
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
-    sparse_rows = feats.device.type == "cpu" and int(torch.count_nonzero(feats)) < CSR_DENSITY * feats.numel()
+    sparse_rows = feats.device.type == "cpu" and int(latent_count(feats).sum()) < CSR_DENSITY * feats.numel()
     if low_precision is None:
         low_precision = (
             feats.device.type == "cpu"
@@ -182,31 +240,55 @@ def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = Non
             and not sparse_rows
             and (feats.numel() == 0 or bool(feats.min() >= 0))
         )
-    idx = torch.empty(m, k, dtype=torch.int64, device=feats.device)
-    vals = torch.empty(m, k, dtype=torch.float64, device=feats.device)
-    low = feats.to(torch.bfloat16) if low_precision else None
     count = min(m - 1, k + CANDIDATES_EXTRA) if low_precision else k
+    graph = KnnGraph(
+        candidates=torch.empty(m, count, dtype=torch.int64, device=feats.device),
+        values=torch.empty(m, count, dtype=torch.float64, device=feats.device),
+        ceiling=torch.empty(m, dtype=torch.float64, device=feats.device),
+        k=k,
+    )
+    low = feats.to(torch.bfloat16) if low_precision else None
     # exact values of non-negative features lie within these factors of the computed ones
     accumulation = feats.shape[1] * torch.finfo(feats.dtype).eps if feats.is_floating_point() else 0.0
-    bound = (1.0 + accumulation) / (1.0 - bf16_relative_error(feats.shape[1]))
+    bound = (1.0 + accumulation) / (1.0 - bf16_relative_error(feats.shape[1])) if low is not None else 1.0
     for start, top_vals, cand in _candidates(_KernelBlocks(feats, _block_size(m), low, sparse_rows), count):
-        stop = start + len(cand)
-        precise = sampled_kernel(feats[start:stop], feats, cand)  # in the features' precision
-        if low is None:
-            idx[start:stop], vals[start:stop] = cand, precise
-            continue
-        best = precise.topk(k, dim=1)
-        # a non-candidate's bf16 value is <= the last candidate's, so its true value <= that * bound
-        certain = (best.values[:, -1] > top_vals[:, -1].double().clamp_min(0) * bound) | (count == m - 1)
-        idx[start:stop], vals[start:stop] = cand.gather(1, best.indices), best.values
-        redo = torch.nonzero(~certain).reshape(-1)
-        if len(redo):
-            rows = start + redo
-            kern = feats[rows] @ feats.T
-            kern[torch.arange(len(rows), device=feats.device), rows] = -math.inf
-            again = torch.topk(kern, k, dim=1).indices
-            idx[rows], vals[rows] = again, sampled_kernel(feats[rows], feats, again)
-    return KnnGraph(idx=idx, vals=vals)
+        rows = slice(start, start + len(cand))
+        # a non-candidate's computed value is <= the last candidate's, its true value <= that * bound
+        last = top_vals[:, -1].double()
+        ceiling = _ceiling(last.clamp_min(0) * bound if low is not None else last, count, m)
+        graph.ceiling[rows] = ceiling
+        # kernel values recomputed in the features' precision
+        graph.candidates[rows], graph.values[rows] = _ranked(cand, sampled_kernel(feats[rows], feats, cand))
+        if low is not None:
+            redo = start + torch.nonzero(graph.values[rows, k - 1] <= ceiling).reshape(-1)
+            if len(redo):
+                graph.candidates[redo], graph.values[redo], graph.ceiling[redo] = _search_rows(feats, redo, count)
+    return graph
+
+
+def update_knn_graph(graph: KnnGraph, feats: torch.Tensor, changed: torch.Tensor) -> KnnGraph:
+    """The k-NN graph of `feats`, features equal to those `graph` was built on except at the rows
+    `changed` (indices): a row outside them keeps its kernel with every unchanged row, so its
+    neighbours are among its unchanged candidates and the changed rows whenever the k-th best of
+    those exceeds its ceiling; the changed rows and the rows that fail this are searched again.
+    Beyond UPDATE_MAX_SHARE of the rows changed, a new search is cheaper."""
+    m, k, count = feats.shape[0], graph.k, graph.candidates.shape[1]
+    if len(changed) == 0:
+        return graph
+    if len(changed) > UPDATE_MAX_SHARE * m:
+        return knn_graph(feats, k)
+    dtype = torch.promote_types(feats.dtype, torch.float32)
+    fresh = (feats.to(dtype) @ feats[changed].to(dtype).T).double()  # [m, changed]
+    fresh[changed, torch.arange(len(changed), device=feats.device)] = -math.inf
+    kept = graph.values.masked_fill(torch.isin(graph.candidates, changed), -math.inf)
+    pool_idx = torch.cat([graph.candidates, changed.expand(m, -1)], dim=1)
+    values, pos = torch.cat([kept, fresh], dim=1).topk(count, dim=1)
+    updated = KnnGraph(pool_idx.gather(1, pos), values, torch.maximum(graph.ceiling, values[:, -1]), k)
+    uncertain = values[:, k - 1] <= graph.ceiling
+    uncertain[changed] = True
+    redo = torch.nonzero(uncertain).reshape(-1)
+    updated.candidates[redo], updated.values[redo], updated.ceiling[redo] = _search_rows(feats, redo, count)
+    return updated
 
 
 def hsic_unbiased_masked(
@@ -245,10 +327,7 @@ def _pattern(idx: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch
 def cknna_from_graphs(feats_a: torch.Tensor, feats_b: torch.Tensor, graph_a: KnnGraph, graph_b: KnnGraph) -> float:
     """CKNNA from precomputed k-NN graphs (the raw-embedding graph is shared by every SAE path)."""
     m = feats_a.shape[0]
-    rows_a, cols_a = _pattern(graph_a.idx)
-    rows_b, cols_b = _pattern(graph_b.idx)
-    sim_aa = hsic_unbiased_masked(rows_a, cols_a, graph_a.vals.reshape(-1), graph_a.vals.reshape(-1), m)
-    sim_bb = hsic_unbiased_masked(rows_b, cols_b, graph_b.vals.reshape(-1), graph_b.vals.reshape(-1), m)
+    sim_aa, sim_bb = graph_a.self_similarity, graph_b.self_similarity
     shared = (graph_a.idx.unsqueeze(2) == graph_b.idx.unsqueeze(1)).any(dim=2)  # [m, k]
     rows, cols = _pattern(graph_a.idx, shared)
     b_at_a = kernel_at(feats_b, graph_a.idx)

@@ -46,9 +46,12 @@ def compare(ref: Reference, x_hat: torch.Tensor, eps: float = 1e-8) -> Compariso
     all in float64. Shapes [B]."""
     y64 = x_hat.double()
     residual = ref.x64 - y64
-    cs = (ref.x64 * y64).sum(dim=1) / (ref.norm.clamp_min(eps) * y64.norm(dim=1).clamp_min(eps))
-    fvu = residual.var(dim=1, unbiased=False) / ref.var
-    return Comparison(fvu=fvu, cs=cs, residual_sq=float(residual.square().sum()))
+    var, mean = torch.var_mean(residual, dim=1, unbiased=False)
+    norms = ref.norm.clamp_min(eps) * torch.linalg.vector_norm(y64, dim=1).clamp_min(eps)
+    cs = torch.linalg.vecdot(ref.x64, y64) / norms
+    # Σ_j r² = d·(Var_j r + (mean_j r)²): the summed squared residual without another pass
+    residual_sq = float(((var + mean.square()) * residual.shape[1]).sum())
+    return Comparison(fvu=var / ref.var, cs=cs, residual_sq=residual_sq)
 
 
 class DatasetFVU:

@@ -5,9 +5,20 @@ from __future__ import annotations
 import torch
 
 
+def _nonzero_count(z: torch.Tensor, dim: int) -> torch.Tensor:
+    """Nonzero entries along `dim`, int64: bytes summed with an int32 accumulator, about twice as
+    fast as `count_nonzero` on the CPU (exact below 2³¹ entries per count)."""
+    return (z != 0).view(torch.uint8).sum(dim, dtype=torch.int32).long()
+
+
 def active_count(z: torch.Tensor) -> torch.Tensor:
     """The conventional L0: number of nonzero latents of each sample. Shape [B], float64."""
-    return torch.count_nonzero(z, dim=1).double()
+    return _nonzero_count(z, 1).double()
+
+
+def latent_count(z: torch.Tensor) -> torch.Tensor:
+    """Samples in which each latent is nonzero, int64 [n]."""
+    return _nonzero_count(z, 0)
 
 
 def zero_fraction(active: torch.Tensor, n_latents: int) -> torch.Tensor:
