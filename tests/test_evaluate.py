@@ -170,6 +170,7 @@ def test_path_equal_to_dense_on_most_rows_reuses_it_exactly(tmp_path, monkeypatc
     for key, value in _expected_path(sae, x, 32, 120).items():
         assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
+
 def test_cli_with_probe_and_retention(tmp_path):
     sae_dir = _make_sae(tmp_path)
     x, labels = _eval_data()
