@@ -15,9 +15,9 @@ m·k masked entries (trace, sums and the 1ᵀK̃L̃1 term all reduce to sparse s
 kernels are only ever built one square block at a time to find neighbours, each row keeping a
 running list of candidates: memory is O(block² + m·k), never m×m. The kernel is symmetric, so
 each block above the diagonal is computed once and feeds both its rows and its columns: half the
-products of a search row by row. Kernel values at the neighbours are recomputed as dot products
-in the features' precision (a float32 sampled product: ~1e-6 relative, far below CKNNA's own
-sampling error) and returned in float64.
+products of a search row by row. Kernel values at the neighbours are those of products in the
+features' precision (float32 at least: ~1e-6 relative, far below CKNNA's own sampling error; a
+bf16 search recomputes its candidates' values so) and are returned in float64.
 
 Speed: the neighbour search of SAE latents (non-negative) runs its m×m products in bfloat16 where
 the CPU has native bf16 dot products (~4x fp32), and then certifies the result: every row keeps
@@ -205,19 +205,22 @@ def _ranked(cand: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def _search_rows(feats: torch.Tensor, rows: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
     """(candidates, values, ceiling) of `rows` by a search in the features' precision (float32 at
-    least), a chunk of rows at a time: each row's `count` best other rows, whose last value bounds
-    every other row's."""
+    least), a chunk of rows at a time: each row's `count` best other rows, largest first, whose
+    last value bounds every other row's."""
     m = feats.shape[0]
     dtype = torch.promote_types(feats.dtype, torch.float32)
     step = max(1, CHUNK_ELEMENTS // m)
-    found = [torch.empty(0, count, dtype=torch.int64, device=feats.device)]
+    found = [torch.empty(0, count, dtype=dtype, device=feats.device)]
+    cands = [torch.empty(0, count, dtype=torch.int64, device=feats.device)]
     for s in range(0, len(rows), step):
         part = rows[s : s + step]
         kern = feats[part].to(dtype) @ feats.to(dtype).T
         kern[torch.arange(len(part), device=feats.device), part] = -math.inf
-        found.append(kern.topk(count, dim=1).indices)
-    cand, values = _ranked(torch.cat(found), sampled_kernel(feats[rows], feats, torch.cat(found)))
-    return cand, values, _ceiling(values[:, -1], count, m)
+        top = kern.topk(count, dim=1)
+        found.append(top.values)
+        cands.append(top.indices)
+    values = torch.cat(found).double()
+    return torch.cat(cands), values, _ceiling(values[:, -1], count, m)
 
 
 def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
@@ -257,9 +260,10 @@ def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = Non
         last = top_vals[:, -1].double()
         ceiling = _ceiling(last.clamp_min(0) * bound if low is not None else last, count, m)
         graph.ceiling[rows] = ceiling
-        # kernel values recomputed in the features' precision
-        graph.candidates[rows], graph.values[rows] = _ranked(cand, sampled_kernel(feats[rows], feats, cand))
-        if low is not None:
+        if low is None:  # products in the features' precision: their values are the kernel's
+            graph.candidates[rows], graph.values[rows] = cand, top_vals.double()
+        else:  # bf16 candidates: values recomputed in the features' precision, rows certified
+            graph.candidates[rows], graph.values[rows] = _ranked(cand, sampled_kernel(feats[rows], feats, cand))
             redo = start + torch.nonzero(graph.values[rows, k - 1] <= ceiling).reshape(-1)
             if len(redo):
                 graph.candidates[redo], graph.values[redo], graph.ceiling[redo] = _search_rows(feats, redo, count)
