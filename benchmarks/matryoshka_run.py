@@ -7,7 +7,7 @@ a Matryoshka RW at the paper's nesting (64, 128, ..., n) on CLIP-like embeddings
 msae's own training step at the default learning rate, and records per step the positive
 pre-activations per sample (mean and max over the batch) and the step's wall time.
 
-    OMP_NUM_THREADS=2 python benchmarks/matryoshka_run.py [--epochs 10]
+    OMP_NUM_THREADS=2 python benchmarks/matryoshka_run.py [--epochs 10] [--compile --out PATH]
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=65536)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--compile", action="store_true", help="the objective under torch.compile (its first steps compile)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "matryoshka_run.json")
     args = parser.parse_args(argv)
     configure_torch()
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = msae_step.specs_for(d, n, ["mat-rw"])[0]
     lr = scaled_lr(n, steps)
     run, model, _ = msae_step.msae_step_factory(
-        spec, "sparse", torch.device("cpu"), False, None, "sparse", None, lr=lr, with_model=True
+        spec, "sparse", torch.device("cpu"), False, None, "sparse", None, lr=lr, with_model=True, compiled=args.compile
     )
     log = []
     print(f"{'step':>5}{'active mean':>13}{'share':>8}{'active max':>12}{'step ms':>10}", flush=True)
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     mean_ms = statistics.mean(r["step_ms"] for r in log)
-    print(f"mean step {mean_ms:.1f} ms over {steps} steps (lr {lr:.2g})")
+    median_ms = statistics.median(r["step_ms"] for r in log)
+    print(f"mean step {mean_ms:.1f} ms, median {median_ms:.1f} ms over {steps} steps (lr {lr:.2g})")
     write_json_atomic(
         args.out,
         {
@@ -89,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             "lr": lr,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "compiled": args.compile,
             "mean_step_ms": mean_ms,
+            "median_step_ms": median_ms,
             "steps": log,
         },
     )

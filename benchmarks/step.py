@@ -21,6 +21,7 @@ encoder gradient matmul when a band is dense).
     python benchmarks/step.py                          # CPU grid (d=512, n=4096)
     python benchmarks/step.py --grid paper             # also d=768, n=6144 and 24576 (sparse-heavy)
     python benchmarks/step.py --device cuda --grid gpu --dtype bf16
+    python benchmarks/step.py --configs topk,mat-rw --active 0.25 --compile --warmup 3 --out /tmp/c.json
 """
 
 from __future__ import annotations
@@ -130,12 +131,14 @@ def msae_step_factory(
     lr: float = 1e-4,
     with_model: bool = False,
     active: float | None = None,
+    compiled: bool = False,
 ) -> Any:
     """A closure running one msae training step of `spec` on `path` ('dense' or 'sparse'), and
     the model and its optimiser too when `with_model`. `active`: shift the encoder bias so that each latent's
     pre-activation is positive on this share of the (standard normal) inputs, the density of a
-    trained SAE's ReLU code, instead of the initial ~half. Everything the benchmarks know about
-    msae's model, config and training loop is here."""
+    trained SAE's ReLU code, instead of the initial ~half. `compiled`: the objective wrapped in
+    `torch.compile` (the backward of msae's kernels stays eager). Everything the benchmarks know
+    about msae's model, config and training loop is here."""
     from msae.sae import SparseAutoencoder, make_config
     from msae.train import training_step
 
@@ -154,6 +157,8 @@ def msae_step_factory(
         model.objective = lambda x, dead=None: sparse.nested_objective(  # type: ignore[method-assign]
             x, *params, spec.ks, spec.weights, spec.over_batch, **options
         )
+    if compiled:
+        model.objective = torch.compile(model.objective)  # type: ignore[method-assign]
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.999), eps=6.25e-10, weight_decay=0.0, fused=device.type == "cuda"
     )
@@ -229,6 +234,7 @@ def run_spec(
     encoder_backwards: list[str],
     fractions: list[float | None],
     active: float | None = None,
+    compile_modes: tuple[bool, ...] = (False,),
 ) -> list[dict[str, Any]]:
     torch.manual_seed(1)
     x = torch.randn(batch, spec.d, device=device)
@@ -243,13 +249,24 @@ def run_spec(
             continue
         for backend in backends:
             for eb in encoder_backwards:
-                for fraction in fractions:
+                for fraction, compiled in ((f, c) for f in fractions for c in compile_modes):
                     used = bands.default_dense_fraction(device, compute) if fraction is None else fraction
                     label = f"sparse[{backend or kernels.default_backend(device, compute)},{eb}" + (
                         f",{used:g}]" if len(fractions) > 1 else "]"
                     )
+                    label += "+compile" if compiled else ""
                     step, model, _ = msae_step_factory(
-                        spec, "sparse", device, bf16, backend, eb, fraction, lr=0.0, with_model=True, active=active
+                        spec,
+                        "sparse",
+                        device,
+                        bf16,
+                        backend,
+                        eb,
+                        fraction,
+                        lr=0.0,
+                        with_model=True,
+                        active=active,
+                        compiled=compiled,
                     )
                     fns[label] = lambda step=step: step(x)
                     labels[label] = used
@@ -324,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of model states: 'init' (about half the latents positive) or the share of "
         "positive pre-activations per latent to shift the encoder bias to (0.25: a trained SAE's density)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each sparse path with its objective under torch.compile (give --warmup >= 3: "
+        "the warm-up steps compile)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "step.json")
     args = parser.parse_args(argv)
 
@@ -358,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 encoder_backwards,
                 fractions,
                 active,
+                (False, True) if args.compile else (False,),
             )
             base = next((r["step_ms"] for r in result if r["path"] == "dense"), None)
             for r in result:
