@@ -203,24 +203,25 @@ def _ranked(cand: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, tor
     return cand.gather(1, order), values
 
 
-def _search_rows(feats: torch.Tensor, rows: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
-    """(candidates, values, ceiling) of `rows` by a search in the features' precision (float32 at
-    least), a chunk of rows at a time: each row's `count` best other rows, largest first, whose
-    last value bounds every other row's."""
-    m = feats.shape[0]
+def _kernel_rows(feats: torch.Tensor, rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(part, K[part, :]) for chunks `part` of `rows`, in the features' precision (float32 at
+    least), each row's own entry -inf: at most CHUNK_ELEMENTS kernel entries at a time."""
     dtype = torch.promote_types(feats.dtype, torch.float32)
-    step = max(1, CHUNK_ELEMENTS // m)
-    found = [torch.empty(0, count, dtype=dtype, device=feats.device)]
-    cands = [torch.empty(0, count, dtype=torch.int64, device=feats.device)]
+    step = max(1, CHUNK_ELEMENTS // feats.shape[0])
     for s in range(0, len(rows), step):
         part = rows[s : s + step]
         kern = feats[part].to(dtype) @ feats.to(dtype).T
         kern[torch.arange(len(part), device=feats.device), part] = -math.inf
-        top = kern.topk(count, dim=1)
-        found.append(top.values)
-        cands.append(top.indices)
-    values = torch.cat(found).double()
-    return torch.cat(cands), values, _ceiling(values[:, -1], count, m)
+        yield part, kern
+
+
+def _search_rows(feats: torch.Tensor, rows: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
+    """(candidates, values, ceiling) of `rows` by a search in the features' precision: each row's
+    `count` best other rows, largest first, whose last value bounds every other row's."""
+    tops = [kern.topk(count, dim=1) for _, kern in _kernel_rows(feats, rows)]
+    values = torch.cat([feats.new_empty(0, count, dtype=torch.float64), *(t.values.double() for t in tops)])
+    cands = torch.cat([rows.new_empty(0, count), *(t.indices for t in tops)])
+    return cands, values, _ceiling(values[:, -1], count, feats.shape[0])
 
 
 def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
@@ -274,22 +275,30 @@ def update_knn_graph(graph: KnnGraph, feats: torch.Tensor, changed: torch.Tensor
     """The k-NN graph of `feats`, features equal to those `graph` was built on except at the rows
     `changed` (indices): a row outside them keeps its kernel with every unchanged row, so its
     neighbours are among its unchanged candidates and the changed rows whenever the k-th best of
-    those exceeds its ceiling; the changed rows and the rows that fail this are searched again.
-    Beyond UPDATE_MAX_SHARE of the rows changed, a new search is cheaper."""
+    those exceeds its ceiling; the changed rows and the rows that fail this are searched again
+    (the changed rows' kernel rows computed once, for both). Beyond UPDATE_MAX_SHARE of the rows
+    changed, a new search is cheaper."""
     m, k, count = feats.shape[0], graph.k, graph.candidates.shape[1]
     if len(changed) == 0:
         return graph
     if len(changed) > UPDATE_MAX_SHARE * m:
         return knn_graph(feats, k)
-    dtype = torch.promote_types(feats.dtype, torch.float32)
-    fresh = (feats.to(dtype) @ feats[changed].to(dtype).T).double()  # [m, changed]
-    fresh[changed, torch.arange(len(changed), device=feats.device)] = -math.inf
-    kept = graph.values.masked_fill(torch.isin(graph.candidates, changed), -math.inf)
-    pool_idx = torch.cat([graph.candidates, changed.expand(m, -1)], dim=1)
-    values, pos = torch.cat([kept, fresh], dim=1).topk(count, dim=1)
-    updated = KnnGraph(pool_idx.gather(1, pos), values, torch.maximum(graph.ceiling, values[:, -1]), k)
+    # each row's running top `count` as a column of a [count, m] table (merge_top's layout): its
+    # unchanged candidates, merged with the changed rows' kernel columns, which the changed rows'
+    # own searches share (the kernel is symmetric)
+    top_val = graph.values.masked_fill(torch.isin(graph.candidates, changed), -math.inf).T
+    top_idx = graph.candidates.T
+    own = []
+    for part, kern in _kernel_rows(feats, changed):
+        top_val, top_idx = merge_top(top_val, top_idx, kern, part, count)
+        own.append(kern.topk(count, dim=1))
+    values = top_val.T.contiguous()
+    updated = KnnGraph(top_idx.T.contiguous(), values, torch.maximum(graph.ceiling, values[:, -1]), k)
+    own_values = torch.cat([t.values for t in own]).double()
+    updated.candidates[changed], updated.values[changed] = torch.cat([t.indices for t in own]), own_values
+    updated.ceiling[changed] = _ceiling(own_values[:, -1], count, m)
     uncertain = values[:, k - 1] <= graph.ceiling
-    uncertain[changed] = True
+    uncertain[changed] = False
     redo = torch.nonzero(uncertain).reshape(-1)
     updated.candidates[redo], updated.values[redo], updated.ceiling[redo] = _search_rows(feats, redo, count)
     return updated
