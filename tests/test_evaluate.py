@@ -157,9 +157,9 @@ def test_path_equal_to_dense_on_most_rows_reuses_it_exactly(tmp_path, monkeypatc
     assert ((wider > 0) & (wider <= 120 * alignment.UPDATE_MAX_SHARE)).all()
     updates = []
 
-    def spy(graph, feats, changed):
+    def spy(graph, feats, changed, entries):
         updates.append(len(changed))
-        return update(graph, feats, changed)
+        return update(graph, feats, changed, entries)
 
     update = alignment.update_knn_graph
     monkeypatch.setattr(alignment, "update_knn_graph", spy)

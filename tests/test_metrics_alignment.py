@@ -218,3 +218,35 @@ def test_updated_graph_equals_a_new_search(low_precision, change):
     _assert_exact_graph(updated, feats)
     if change != "most rows":  # the update touched the candidates of rows next to the change
         assert torch.isin(dense.idx, torch.tensor(changed)).any()
+
+
+@pytest.mark.parametrize("block", [7, 40, 300])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_top_k_code_searched_from_its_entries(monkeypatch, block, dtype):
+    """A top-k code's CSR blocks come from its (index, values) entries, unsorted and with zeros
+    where a row has fewer positives than k: the graph holds the exact neighbours, with several
+    blocks, a partial last one, or one block, and so does a new search that an update falls back to."""
+    monkeypatch.setattr(alignment, "CHUNK_ELEMENTS", block * block)
+    rng = np.random.default_rng(17)
+    m, n, k = 300, 400, 6
+    pre = torch.tensor(_codes(rng, m, n) - 0.3 * rng.random((m, n)))
+    pre[:, 0] += 0.1 + torch.tensor(rng.random(m))  # no all-zero rows, no ties
+    pre[::5, 3:] = -torch.tensor(rng.random((len(pre[::5]), n - 3)))  # rows with 3 positives only
+    values, index = pre.topk(k, dim=1, sorted=False)
+    values = values.clamp_min(0).to(dtype)
+    assert (values == 0).any() and (index.diff(dim=1) < 0).any()
+    feats = torch.zeros(m, n, dtype=dtype).scatter_(1, index, values)
+    assert float((feats != 0).float().mean()) < alignment.CSR_DENSITY
+    built = []
+    monkeypatch.setattr(
+        alignment._KernelBlocks,
+        "_transposed_from_entries",
+        lambda self, start, f=alignment._KernelBlocks._transposed_from_entries: built.append(start) or f(self, start),
+    )
+    entries = alignment.RowEntries(index, values)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, entries=entries), feats)
+    assert sorted(built) == list(range(0, m, block))
+    base = alignment.knn_graph(feats, 10, low_precision=False)
+    changed = torch.arange(0, m, 2)  # too many rows for an update: a new search from the entries
+    _assert_exact_graph(alignment.update_knn_graph(base, feats, changed, entries), feats)
+    assert len(built) == 2 * len(range(0, m, block))

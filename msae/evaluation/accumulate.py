@@ -97,11 +97,11 @@ def _work(ctx: Context, block: Block, code: Code) -> PathWork:
         work = PathWork(x_hat, reconstruction.compare(block.reference, x_hat))
     if block.graph_x is not None:
         with timer("cknna"):
-            z = code.to_dense()
+            z, entries = code.to_dense(), code.entries
             if dense is None or differs is None or dense.graph is None:
-                work.graph = alignment.knn_graph(z, ctx.options.cknna_k)
+                work.graph = alignment.knn_graph(z, ctx.options.cknna_k, entries=entries)
             else:
-                work.graph = alignment.update_knn_graph(dense.graph, z, differs)
+                work.graph = alignment.update_knn_graph(dense.graph, z, differs, entries)
             work.cknna = alignment.cknna_from_graphs(block.x, z, block.graph_x, work.graph)
     return work
 

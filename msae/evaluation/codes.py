@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from msae.metrics import sparsity
+from msae.metrics.alignment import RowEntries
 from msae.sae.bands import DENSE_BAND_FRACTION
 from msae.sae.model import SparseAutoencoder
 from msae.sae.sparse import decode_latents
@@ -46,6 +47,11 @@ class Code:
             return self.dense
         assert self.index is not None and self.values is not None
         return self.values.new_zeros(self.rows, self.n).scatter_(1, self.index, self.values)
+
+    @property
+    def entries(self) -> RowEntries | None:
+        """A top-k code's entries, for the kernel searches that read them directly."""
+        return RowEntries(self.index, self.values) if self.index is not None and self.values is not None else None
 
     def take(self, rows: torch.Tensor) -> Code:
         """The code of the rows `rows` only."""

@@ -131,21 +131,53 @@ def bf16_relative_error(width: int) -> float:
     return 1.05 * (3 * 2.0**-8 + width * 2.0**-24)
 
 
+@dataclass(frozen=True)
+class RowEntries:
+    """Rows given by a fixed number of entries each (a top-k code): column `index` [m, k] and
+    `values` [m, k], zeros allowed. The CSR blocks of a sparse kernel are built from them
+    directly, without reading the [m, n] matrix."""
+
+    index: torch.Tensor
+    values: torch.Tensor
+
+    @functools.cached_property
+    def nonzeros(self) -> int:
+        return int(torch.count_nonzero(self.values))
+
+
 class _KernelBlocks:
     """Square blocks of the linear kernel FFᵀ, each computed once and read both ways (the kernel
     is symmetric), so the neighbour search costs half of the m×m product: in bf16 from the copy
     `low` when given (and returned in bf16), as CSR products with contiguous transposed column
-    blocks for sparse codes, else dense matmuls (returned in float32, float64 for float64 features)."""
+    blocks for sparse codes (built from their `entries` when given), else dense matmuls (returned
+    in float32, float64 for float64 features)."""
 
-    def __init__(self, feats: torch.Tensor, size: int, low: torch.Tensor | None, sparse_rows: bool) -> None:
+    def __init__(
+        self, feats: torch.Tensor, size: int, low: torch.Tensor | None, sparse_rows: bool, entries: RowEntries | None
+    ) -> None:
         self.feats, self.low, self.size = feats, low, size
         self.starts = list(range(0, feats.shape[0], size))
         self.csr = sparse_rows and low is None
         # bf16 products stay bf16: they rank as their float32 copies would
         self.dtype = torch.bfloat16 if low is not None else torch.promote_types(feats.dtype, torch.float32)
+        self.entries = None
+        if self.csr and entries is not None:  # CSR wants each row's columns ascending
+            cols, order = entries.index.sort(dim=1)
+            self.entries = RowEntries(cols, entries.values.gather(1, order).to(self.dtype))
+            self.right = [self._transposed_from_entries(s) for s in self.starts]
+            return
         source = feats if low is None else low
         blocks = [source[s : s + size] for s in self.starts]
         self.right = [b.T.contiguous() for b in blocks] if self.csr else blocks
+
+    def _transposed_from_entries(self, start: int) -> torch.Tensor:
+        """Rows [start, start + size) transposed, [n, rows], scattered from their entries."""
+        assert self.entries is not None
+        cols, vals = self.entries.index[start : start + self.size], self.entries.values[start : start + self.size]
+        rows = cols.shape[0]
+        out = vals.new_zeros(self.feats.shape[1], rows)
+        flat = cols * rows + torch.arange(rows, device=cols.device).unsqueeze(1)
+        return out.view(-1).index_put_((flat.reshape(-1),), vals.reshape(-1)).view_as(out)
 
     def rows(self, start: int) -> torch.Tensor:
         """The left operand of every block in the row of blocks starting at row `start`."""
@@ -154,7 +186,17 @@ class _KernelBlocks:
         if self.csr:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-                return self.feats[start : start + self.size].to_sparse_csr()
+                if self.entries is None:
+                    return self.feats[start : start + self.size].to_sparse_csr()
+                cols, vals = (
+                    self.entries.index[start : start + self.size],
+                    self.entries.values[start : start + self.size],
+                )
+                rows, width = cols.shape
+                crow = torch.arange(0, rows * width + 1, width, device=cols.device)
+                return torch.sparse_csr_tensor(
+                    crow, cols.reshape(-1), vals.reshape(-1), (rows, self.feats.shape[1]), check_invariants=False
+                )
         return self.feats[start : start + self.size]
 
     def block(self, left: torch.Tensor, col_block: int) -> torch.Tensor:
@@ -229,20 +271,25 @@ def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
     return last.double() if count < m - 1 else torch.full_like(last, -math.inf, dtype=torch.float64)
 
 
-def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = None) -> KnnGraph:
+def knn_graph(
+    feats: torch.Tensor, k: int = 10, low_precision: bool | None = None, entries: RowEntries | None = None
+) -> KnnGraph:
     """Inner-product k-NN of every row among the others (self excluded), built block by block.
     `low_precision`: search in certified bf16 (None: for non-negative float32 rows on a CPU with
-    native bf16, unless they are sparse enough for a CSR product)."""
+    native bf16, unless they are sparse enough for a CSR product). `entries`: the rows of `feats`
+    as a top-k code's entries, when they are one (their CSR blocks are then built from them)."""
     m = feats.shape[0]
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
-    sparse_rows = feats.device.type == "cpu" and int(latent_count(feats).sum()) < CSR_DENSITY * feats.numel()
+    nonzeros = entries.nonzeros if entries is not None else int(latent_count(feats).sum())
+    sparse_rows = feats.device.type == "cpu" and nonzeros < CSR_DENSITY * feats.numel()
     if low_precision is None:
+        signs = entries.values if entries is not None else feats  # a code's other entries are zeros
         low_precision = (
             feats.device.type == "cpu"
             and native_bf16_cpu()
             and not sparse_rows
-            and (feats.numel() == 0 or bool(feats.min() >= 0))
+            and (signs.numel() == 0 or bool(signs.min() >= 0))
         )
     count = min(m - 1, k + CANDIDATES_EXTRA) if low_precision else k
     graph = KnnGraph(
@@ -255,7 +302,7 @@ def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = Non
     # exact values of non-negative features lie within these factors of the computed ones
     accumulation = feats.shape[1] * torch.finfo(feats.dtype).eps if feats.is_floating_point() else 0.0
     bound = (1.0 + accumulation) / (1.0 - bf16_relative_error(feats.shape[1])) if low is not None else 1.0
-    for start, top_vals, cand in _candidates(_KernelBlocks(feats, _block_size(m), low, sparse_rows), count):
+    for start, top_vals, cand in _candidates(_KernelBlocks(feats, _block_size(m), low, sparse_rows, entries), count):
         rows = slice(start, start + len(cand))
         # a non-candidate's computed value is <= the last candidate's, its true value <= that * bound
         last = top_vals[:, -1].double()
@@ -271,18 +318,20 @@ def knn_graph(feats: torch.Tensor, k: int = 10, low_precision: bool | None = Non
     return graph
 
 
-def update_knn_graph(graph: KnnGraph, feats: torch.Tensor, changed: torch.Tensor) -> KnnGraph:
+def update_knn_graph(
+    graph: KnnGraph, feats: torch.Tensor, changed: torch.Tensor, entries: RowEntries | None = None
+) -> KnnGraph:
     """The k-NN graph of `feats`, features equal to those `graph` was built on except at the rows
     `changed` (indices): a row outside them keeps its kernel with every unchanged row, so its
     neighbours are among its unchanged candidates and the changed rows whenever the k-th best of
     those exceeds its ceiling; the changed rows and the rows that fail this are searched again
     (the changed rows' kernel rows computed once, for both). Beyond UPDATE_MAX_SHARE of the rows
-    changed, a new search is cheaper."""
+    changed, a new search is cheaper (`entries` as for `knn_graph`)."""
     m, k, count = feats.shape[0], graph.k, graph.candidates.shape[1]
     if len(changed) == 0:
         return graph
     if len(changed) > UPDATE_MAX_SHARE * m:
-        return knn_graph(feats, k)
+        return knn_graph(feats, k, entries=entries)
     # each row's running top `count` as a column of a [count, m] table (merge_top's layout): its
     # unchanged candidates, merged with the changed rows' kernel columns, which the changed rows'
     # own searches share (the kernel is symmetric)
