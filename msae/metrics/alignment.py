@@ -24,7 +24,9 @@ the CPU has native bf16 dot products (~4x fp32), and then certifies the result: 
 k + CANDIDATES_EXTRA candidates, their kernel values are recomputed in float64, and the row is
 accepted only if its k-th exact value exceeds what any non-candidate could reach given bf16's
 error bound (for non-negative inputs a relative bound, `bf16_relative_error`); the other rows are
-searched again in float32. The neighbours are those of the float32 search.
+searched again in float32. The neighbours are those of the float32 search. Codes with fewer than
+CSR_DENSITY nonzeros (narrow top-k) are multiplied as CSR products instead, exact in float32,
+built from the code's own (index, values) entries when the caller has them (`RowEntries`).
 
 Reuse: every graph keeps each row's candidates with exact values and a ceiling that no other row's
 kernel value exceeds. A code that differs from a searched one on a few rows only (a progressive
@@ -170,10 +172,14 @@ class _KernelBlocks:
         blocks = [source[s : s + size] for s in self.starts]
         self.right = [b.T.contiguous() for b in blocks] if self.csr else blocks
 
+    def _block_entries(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Columns and values of the entries of rows [start, start + size)."""
+        assert self.entries is not None
+        return self.entries.index[start : start + self.size], self.entries.values[start : start + self.size]
+
     def _transposed_from_entries(self, start: int) -> torch.Tensor:
         """Rows [start, start + size) transposed, [n, rows], scattered from their entries."""
-        assert self.entries is not None
-        cols, vals = self.entries.index[start : start + self.size], self.entries.values[start : start + self.size]
+        cols, vals = self._block_entries(start)
         rows = cols.shape[0]
         out = vals.new_zeros(self.feats.shape[1], rows)
         flat = cols * rows + torch.arange(rows, device=cols.device).unsqueeze(1)
@@ -188,10 +194,7 @@ class _KernelBlocks:
                 warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
                 if self.entries is None:
                     return self.feats[start : start + self.size].to_sparse_csr()
-                cols, vals = (
-                    self.entries.index[start : start + self.size],
-                    self.entries.values[start : start + self.size],
-                )
+                cols, vals = self._block_entries(start)
                 rows, width = cols.shape
                 crow = torch.arange(0, rows * width + 1, width, device=cols.device)
                 return torch.sparse_csr_tensor(
