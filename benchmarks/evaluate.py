@@ -1,20 +1,22 @@
 """Benchmark `msae evaluate`: seconds per metric family and peak memory on CLIP-sized data.
 
-Synthetic CLIP-like embeddings (d = 512, low-rank clusters + noise, 10 labelled classes) and a
-Matryoshka SAE with n = 4096 latents (nesting 64 ... 4096; paths: dense, sparse k=64 and the
-progressive grid 16, 32, 128, ..., 2048, 4096 shared by every variant), weights random but biased so
-~20% of the dense latents fire, as a trained MSAE's dense path (so the progressive paths at k >= the
-largest count of positive latents equal the dense one and reuse its work). CKNNA is estimated on
-every block of 10,000 rows, as the paper. Each size runs in a fresh process so its peak RSS is its
-own; `cpu_s` is the process's CPU time (on a shared machine wall time also counts waiting).
+Synthetic CLIP-like embeddings (d = 512 by default, low-rank clusters + noise, 10 labelled classes)
+and a Matryoshka SAE with n = 4096 latents by default (the paper's nesting 64 ... n; paths: dense,
+sparse k=64 and the progressive grid 16, 32, ..., < n shared by every variant), weights random but
+biased so ~20% of the dense latents fire, as a trained MSAE's dense path (so the progressive paths
+at k >= the largest count of positive latents equal the dense one and reuse its work). CKNNA is
+estimated on every block of 10,000 rows, as the paper. Each size runs in a fresh process so its
+peak RSS is its own; `cpu_s` is the process's CPU time (on a shared machine wall time also counts
+waiting).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py [--rows 100000 20000] [--threads 2]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py --rows 10000 --d 768 --n-latents 24576
 
 Prints a table and merges its runs into benchmarks/results/evaluate.json (replacing earlier runs of
-the same size and CKNNA cap). Beside it, one plain matmul of the same shape: the Gram matrix of one
-block of latents (10,000 x n, bf16 where the CPU has it), the unit of CKNNA's cost (each code too
-dense for a CSR product costs half of one per block: the search computes each block of the
-symmetric kernel once), and CKNNA's time in those units.
+the same size, shape and CKNNA cap). Beside it, one plain matmul of the same shape: the Gram matrix
+of one block of latents (10,000 x n, bf16 where the CPU has it), the unit of CKNNA's cost (each
+code too dense for a CSR product costs half of one per block: the search computes each block of
+the symmetric kernel once), and CKNNA's time in those units.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.json"
-D, N_LATENTS, CLASSES, PROBE_ROWS = 512, 4096, 10, 20000
+CLASSES, PROBE_ROWS = 10, 20000
 
 CHILD = r"""
 import json, resource, sys, time
@@ -60,7 +62,7 @@ print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "sec
 """
 
 
-def _make_inputs(work: Path, rows: int, seed: int = 0) -> tuple[Path, Path, Path]:
+def _make_inputs(work: Path, rows: int, d: int, n_latents: int, seed: int = 0) -> tuple[Path, Path, Path]:
     import numpy as np
     import torch
 
@@ -68,13 +70,13 @@ def _make_inputs(work: Path, rows: int, seed: int = 0) -> tuple[Path, Path, Path
     from msae.sae import SparseAutoencoder, make_config, save
 
     rng = np.random.default_rng(seed)
-    basis = rng.normal(size=(64, D)) / 8
+    basis = rng.normal(size=(64, d)) / 8
     centres = rng.normal(size=(CLASSES, 64))
     meta = {"model": "bench", "pretrained": "synthetic", "modality": "image", "dataset": "bench", "split": "eval"}
 
     def embeddings(n: int) -> tuple[np.ndarray, list[str]]:
         labels = rng.integers(0, CLASSES, size=n)
-        x = (centres[labels] + rng.normal(size=(n, 64))) @ basis + 0.05 * rng.normal(size=(n, D)) + 0.2
+        x = (centres[labels] + rng.normal(size=(n, 64))) @ basis + 0.05 * rng.normal(size=(n, d)) + 0.2
         return x.astype(np.float32), [f"class{v}" for v in labels]
 
     x, labels = embeddings(rows)
@@ -86,21 +88,21 @@ def _make_inputs(work: Path, rows: int, seed: int = 0) -> tuple[Path, Path, Path
         work / "train.parquet", [f"t{i}" for i in range(PROBE_ROWS)], xt, {**meta, "split": "train"}, {"label": lt}
     )
     torch.manual_seed(seed)
-    model = SparseAutoencoder(make_config("matryoshka", D, N_LATENTS / D))
+    model = SparseAutoencoder(make_config("matryoshka", d, n_latents / d))
     with torch.no_grad():
-        model.W_dec.copy_(torch.nn.functional.normalize(torch.randn(N_LATENTS, D), dim=1))
-        model.W_enc.copy_(model.W_dec.T / D**0.5)
+        model.W_dec.copy_(torch.nn.functional.normalize(torch.randn(n_latents, d), dim=1))
+        model.W_enc.copy_(model.W_dec.T / d**0.5)
         mean = torch.tensor(x[:10000].mean(0))
-        model.set_statistics(mean, 1.0 / float((torch.tensor(x[:10000]) - mean).norm(dim=1).mean() / D**0.5))
+        model.set_statistics(mean, 1.0 / float((torch.tensor(x[:10000]) - mean).norm(dim=1).mean() / d**0.5))
         a = model.pre_activation(torch.tensor(x[:2000]))
         model.b_enc.sub_(torch.quantile(a, 0.8, dim=0))  # ~20% of the dense latents fire
     sae_dir = save(model, work / "sae", {"final_dead_latents": 0})
     return sae_dir, eval_path, train_path
 
 
-def _run(rows: int, threads: int, cknna_max_batches: int) -> dict:
+def _run(rows: int, threads: int, cknna_max_batches: int, d: int = 512, n_latents: int = 4096) -> dict:
     with tempfile.TemporaryDirectory(prefix="msae-bench-eval-") as tmp:
-        sae_dir, eval_path, train_path = _make_inputs(Path(tmp), rows)
+        sae_dir, eval_path, train_path = _make_inputs(Path(tmp), rows, d, n_latents)
         start = time.perf_counter()
         proc = subprocess.run(
             [
@@ -122,9 +124,14 @@ def _run(rows: int, threads: int, cknna_max_batches: int) -> dict:
             raise SystemExit(proc.stderr)
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         out["process_s"] = time.perf_counter() - start
-        out["rows"] = rows
+        out["rows"], out["d"], out["n_latents"] = rows, d, n_latents
         out["cknna_max_batches"] = cknna_max_batches or "all"
         return out
+
+
+def _key(run: dict) -> tuple:
+    """What identifies a run in the JSON (runs before --d/--n-latents existed were 512 x 4096)."""
+    return (run["rows"], run.get("cknna_max_batches", "all"), run.get("d", 512), run.get("n_latents", 4096))
 
 
 def main() -> None:
@@ -137,6 +144,8 @@ def main() -> None:
         default=[0],
         help="per --rows entry (or one for all): CKNNA batches per path, 0 = all (the paper)",
     )
+    parser.add_argument("--d", type=int, default=512, help="embedding width")
+    parser.add_argument("--n-latents", type=int, default=4096, help="SAE latents")
     parser.add_argument(
         "--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS) of the evaluated process"
     )
@@ -144,8 +153,9 @@ def main() -> None:
     caps = args.cknna_max_batches * len(args.rows) if len(args.cknna_max_batches) == 1 else args.cknna_max_batches
     if len(caps) != len(args.rows):
         raise SystemExit("--cknna-max-batches: give one value or one per --rows entry")
-    runs = [_run(rows, args.threads, cap) for rows, cap in zip(args.rows, caps)]
+    runs = [_run(rows, args.threads, cap, args.d, args.n_latents) for rows, cap in zip(args.rows, caps)]
     families = sorted({k for r in runs for k in r["seconds"]})
+    print(f"{'d x n':16s}" + "".join(f"{r['d']:>6d}x{r['n_latents']:<5d}" for r in runs))
     print(f"{'rows':16s}" + "".join(f"{r['rows']:>12,d}" for r in runs))
     print(f"{'cknna batches':16s}" + "".join(f"{r['cknna_max_batches']!s:>12s}" for r in runs))
     for fam in families:
@@ -159,12 +169,12 @@ def main() -> None:
     print(f"{'cknna / Gram':16s}" + "".join(f"{r['seconds'].get('cknna', 0.0) / r['gram_s']:12.0f}" for r in runs))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
-    measured = {(r["rows"], r["cknna_max_batches"]) for r in runs}
-    runs = [r for r in previous if (r["rows"], r.get("cknna_max_batches", "all")) not in measured] + runs
+    measured = {_key(r) for r in runs}
+    runs = [r for r in previous if _key(r) not in measured] + runs
     RESULTS.write_text(
         json.dumps(
             {
-                "benchmark": "msae evaluate, matryoshka n=4096 (dense, sparse, k=16..2048), d=512, cknna_batch=10000, probe train 20k rows",
+                "benchmark": "msae evaluate, matryoshka (dense, sparse, k=16..<n), d x n per run (512 x 4096 unless given), cknna_batch=10000, probe train 20k rows",
                 "machine": {
                     "platform": platform.platform(),
                     "processor": platform.processor(),

@@ -250,3 +250,28 @@ def test_top_k_code_searched_from_its_entries(monkeypatch, block, dtype):
     changed = torch.arange(0, m, 2)  # too many rows for an update: a new search from the entries
     _assert_exact_graph(alignment.update_knn_graph(base, feats, changed, entries), feats)
     assert len(built) == 2 * len(range(0, m, block))
+
+
+@pytest.mark.parametrize(("per_row", "width", "csr"), [(3, 100, True), (5, 100, True), (6, 100, False), (3, 25, False)])
+def test_csr_path_needs_few_nonzeros_in_all_and_per_row(monkeypatch, per_row, width, csr):
+    """CSR products only for codes below CSR_DENSITY nonzeros and at most CSR_MAX_ROW_ENTRIES
+    per row (beyond it MKL's product slows several-fold on wide codes); either way the graph is
+    exact."""
+    monkeypatch.setattr(alignment, "CSR_MAX_ROW_ENTRIES", 5)
+    monkeypatch.setattr(alignment, "CSR_DENSITY", 0.1)
+    seen = []
+    monkeypatch.setattr(
+        alignment._KernelBlocks,
+        "block",
+        lambda self, left, j, f=alignment._KernelBlocks.block: seen.append(self.csr) or f(self, left, j),
+    )
+    rng = np.random.default_rng(23)
+    m = 60
+    pre = torch.tensor(rng.random((m, width)) * np.geomspace(2.0, 0.1, width))
+    values, index = pre.topk(per_row, dim=1, sorted=False)
+    feats = torch.zeros(m, width, dtype=torch.float64).scatter_(1, index, values)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, low_precision=False), feats)
+    _assert_exact_graph(
+        alignment.knn_graph(feats, 10, low_precision=False, entries=alignment.RowEntries(index, values)), feats
+    )
+    assert seen and set(seen) == {csr}

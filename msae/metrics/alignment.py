@@ -25,8 +25,9 @@ k + CANDIDATES_EXTRA candidates, their kernel values are recomputed in float64, 
 accepted only if its k-th exact value exceeds what any non-candidate could reach given bf16's
 error bound (for non-negative inputs a relative bound, `bf16_relative_error`); the other rows are
 searched again in float32. The neighbours are those of the float32 search. Codes with fewer than
-CSR_DENSITY nonzeros (narrow top-k) are multiplied as CSR products instead, exact in float32,
-built from the code's own (index, values) entries when the caller has them (`RowEntries`).
+CSR_DENSITY nonzeros and at most CSR_MAX_ROW_ENTRIES per row (narrow top-k) are multiplied as CSR
+products instead, exact in float32, built from the code's own (index, values) entries when the
+caller has them (`RowEntries`).
 
 Reuse: every graph keeps each row's candidates with exact values and a ceiling that no other row's
 kernel value exceeds. A code that differs from a searched one on a few rows only (a progressive
@@ -59,6 +60,10 @@ from msae.topk import merge_top
 CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
 CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
 CSR_DENSITY = 0.05  # below this share of nonzeros the kernel blocks are CSR products (CPU; bf16 wins above ~5%)
+# ... and at most this many nonzeros per row: MKL's CSR x dense product of a 2048-row block slows
+# from ~7 to ~2 GFMA/s beyond ~800 per row once the dense side outgrows the cache (n = 24,576),
+# and at 512 it already only matches bf16 (benchmarks/evaluate.py at the paper's size)
+CSR_MAX_ROW_ENTRIES = 512
 UPDATE_MAX_SHARE = 1 / 16  # changed rows beyond which a new search costs less than an update
 
 
@@ -285,7 +290,9 @@ def knn_graph(
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
     nonzeros = entries.nonzeros if entries is not None else int(latent_count(feats).sum())
-    sparse_rows = feats.device.type == "cpu" and nonzeros < CSR_DENSITY * feats.numel()
+    sparse_rows = (
+        feats.device.type == "cpu" and nonzeros < CSR_DENSITY * feats.numel() and nonzeros <= CSR_MAX_ROW_ENTRIES * m
+    )
     if low_precision is None:
         signs = entries.values if entries is not None else feats  # a code's other entries are zeros
         low_precision = (
