@@ -309,6 +309,43 @@ def test_sparse_decode_with_repeated_and_unordered_entries(backend):
         torch.testing.assert_close(got_g, want_g, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rows_sorted", [True, False])
+@pytest.mark.parametrize("tile_rows", [2, 4, 9, 12])
+def test_sampled_dot_tiled_over_a_large_right_side(monkeypatch, rows_sorted, tile_rows):
+    """A `right` side larger than the cache is read tile by tile (here made small): every entry's
+    dot product equals the float64 one, with tiles of two rows, tiles with no entries and a
+    partial last tile; entries in row order or in any order, repeats included. A right side whose
+    rows serve few entries each is read in one product."""
+    n_rows, n, d, entries = 6, 37, 5, 60
+    g = torch.Generator().manual_seed(13)
+    rows = torch.randint(0, n_rows, (entries,), generator=g)
+    cols = torch.randint(0, n, (entries,), generator=g)
+    cols[(cols >= 20) & (cols < 28)] -= 10  # latents 20..27 have no entries: empty tiles
+    if rows_sorted:
+        rows = rows.sort().values
+    left = torch.randn(n_rows, d, generator=g, dtype=torch.float64)
+    right = torch.randn(n, d, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(kernels, "SAMPLED_TILE_BYTES", tile_rows * d * 8)
+    monkeypatch.setattr(kernels, "SAMPLED_TILE_MIN_USES", 1)
+    assert right.numel() * 8 > 3 * kernels.SAMPLED_TILE_BYTES and entries >= n
+    tiled = []
+    monkeypatch.setattr(
+        kernels.Pattern,
+        "_tiled_sampled_dot",
+        lambda self, *a, f=kernels.Pattern._tiled_sampled_dot: tiled.append(a[-1]) or f(self, *a),
+    )
+    for backend in ("csr", "hybrid"):
+        got = kernels.Pattern(rows, cols, n_rows, n, backend, rows_sorted=rows_sorted).sampled_dot(left, right)
+        torch.testing.assert_close(got, (left[rows] * right[cols]).sum(1), rtol=1e-12, atol=1e-12)
+    assert tiled == [tile_rows, tile_rows]
+    monkeypatch.setattr(kernels, "SAMPLED_TILE_MIN_USES", 2)  # fewer entries than 2 per row of `right`
+    kernels.Pattern(rows, cols, n_rows, n, "csr", rows_sorted=rows_sorted).sampled_dot(left, right)
+    monkeypatch.setattr(kernels, "SAMPLED_TILE_MIN_USES", 1)
+    monkeypatch.setattr(kernels, "SAMPLED_TILE_BYTES", right.numel() * 8 // 2)  # `right` spans 2 tiles
+    kernels.Pattern(rows, cols, n_rows, n, "csr", rows_sorted=rows_sorted).sampled_dot(left, right)
+    assert len(tiled) == 2
+
+
 def test_inference_helpers_match_dense_selection():
     g = torch.Generator().manual_seed(4)
     a = torch.randn(10, 30, generator=g, dtype=torch.float64)
