@@ -8,8 +8,9 @@ of W receive any gradient.
 Products run on one of three backends: "csr" (torch.sparse CSR: MKL on CPU, cuSPARSE on CUDA),
 "gather" (embedding_bag over the row-major pattern for Z W and over the latent-major one for
 Z^T G, gathered dot products for the value gradients) and "hybrid" (gather's products with the
-CSR sampled product for the dots: MKL's beats gathered dots on CPU). `default_backend` picks what
-measured fastest (benchmarks/step.py on CPU, benchmarks/gpu.sh on CUDA).
+CSR sampled product for the dots: MKL's beats gathered dots on CPU, and reads a decoder too large
+for the cache one tile at a time). `default_backend` picks what measured fastest
+(benchmarks/step.py on CPU, benchmarks/gpu.sh on CUDA).
 """
 
 from __future__ import annotations
