@@ -54,7 +54,7 @@ from pathlib import Path
 import torch
 
 from msae.metrics.sparsity import latent_count
-from msae.sae.kernels import Pattern
+from msae.sae.kernels import Pattern, csr_matrix
 from msae.topk import merge_top
 
 CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
@@ -194,17 +194,15 @@ class _KernelBlocks:
         """The left operand of every block in the row of blocks starting at row `start`."""
         if self.low is not None:
             return self.low[start : start + self.size]
+        if self.csr and self.entries is not None:
+            cols, vals = self._block_entries(start)
+            rows, width = cols.shape
+            crow = torch.arange(0, rows * width + 1, width, device=cols.device)
+            return csr_matrix(crow, cols.reshape(-1), vals.reshape(-1), (rows, self.feats.shape[1]))
         if self.csr:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-                if self.entries is None:
-                    return self.feats[start : start + self.size].to_sparse_csr()
-                cols, vals = self._block_entries(start)
-                rows, width = cols.shape
-                crow = torch.arange(0, rows * width + 1, width, device=cols.device)
-                return torch.sparse_csr_tensor(
-                    crow, cols.reshape(-1), vals.reshape(-1), (rows, self.feats.shape[1]), check_invariants=False
-                )
+                return self.feats[start : start + self.size].to_sparse_csr()
         return self.feats[start : start + self.size]
 
     def block(self, left: torch.Tensor, col_block: int) -> torch.Tensor:

@@ -54,6 +54,18 @@ def pointers_of(index: torch.Tensor, n: int) -> torch.Tensor:
     return pointers
 
 
+def csr_matrix(
+    pointers: torch.Tensor, index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """A CSR matrix from row pointers, column indices (ascending within a row) and values, with
+    int32 indices where they fit (~25% faster with MKL) and no invariant check (the callers build
+    valid ones)."""
+    dtype = torch.int32 if max(index.numel(), *shape) < 2**31 - 1 else torch.int64
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(pointers.to(dtype), index.to(dtype), values, shape, check_invariants=False)
+
+
 def column_order(
     rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int, rows_sorted: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,10 +104,6 @@ class Pattern:
         self._by_row: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         self._by_col: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def _index_dtype(self) -> torch.dtype:
-        # int32 CSR indices are ~25% faster with MKL; int64 beyond 2^31 entries.
-        return torch.int32 if max(self.rows.numel(), self.n_rows, self.n_cols) < 2**31 - 1 else torch.int64
-
     def by_row(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(row pointers, latents, permutation into row-major order or None if already)."""
         if self._by_row is None:
@@ -115,20 +123,12 @@ class Pattern:
             self._by_col = (pointers, self.rows.take(perm), perm)
         return self._by_col
 
-    def _csr(
-        self, pointers: torch.Tensor, index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
-    ) -> torch.Tensor:
-        dtype = self._index_dtype()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            return torch.sparse_csr_tensor(pointers.to(dtype), index.to(dtype), values, shape, check_invariants=False)
-
     def mm(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """Z @ dense -> [n_rows, d], where Z holds `values` at the pattern."""
         pointers, cols, perm = self.by_row()
         ordered = values if perm is None else values.take(perm)
         if self.backend == "csr":
-            return self._csr(pointers, cols, ordered, (self.n_rows, self.n_cols)) @ dense
+            return csr_matrix(pointers, cols, ordered, (self.n_rows, self.n_cols)) @ dense
         return F.embedding_bag(cols, dense, pointers[:-1], mode="sum", per_sample_weights=ordered)
 
     def t_mm(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
@@ -136,22 +136,22 @@ class Pattern:
         gather of `dense` rows in latent-major order (no [N, d] intermediate)."""
         pointers, rows, perm = self.by_col()
         if self.backend == "csr":
-            return self._csr(pointers, rows, values.take(perm), (self.n_cols, self.n_rows)) @ dense
+            return csr_matrix(pointers, rows, values.take(perm), (self.n_cols, self.n_rows)) @ dense
         return F.embedding_bag(rows, dense, pointers[:-1], mode="sum", per_sample_weights=values.take(perm))
 
     def sampled_dot(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """<left[row], right[col]> for every active entry -> [N] (left [n_rows, d], right [n_cols, d])."""
         if self.backend in ("csr", "hybrid"):
             pointers, cols, perm = self.by_row()
-            tile = max(1, SAMPLED_TILE_BYTES // max(1, right.shape[1] * right.element_size()))
             if (
                 right.device.type == "cpu"
                 and right.numel() * right.element_size() > 3 * SAMPLED_TILE_BYTES
                 and cols.numel() >= SAMPLED_TILE_MIN_USES * right.shape[0]
             ):
+                tile = max(1, SAMPLED_TILE_BYTES // max(1, right.shape[1] * right.element_size()))
                 dots = self._tiled_sampled_dot(left, right, cols, perm, tile)
             else:
-                mask = self._csr(pointers, cols, left.new_zeros(cols.shape), (self.n_rows, self.n_cols))
+                mask = csr_matrix(pointers, cols, left.new_zeros(cols.shape), (self.n_rows, self.n_cols))
                 dots = torch.sparse.sampled_addmm(mask, left, right.T, beta=0.0).values()
             return dots if perm is None else torch.empty_like(dots).index_copy_(0, perm, dots)
         out = torch.empty(self.rows.shape, dtype=left.dtype, device=left.device)
@@ -175,7 +175,7 @@ class Pattern:
                 continue
             part = order[lo:hi]
             block = right[t * tile : (t + 1) * tile]
-            mask = self._csr(
+            mask = csr_matrix(
                 pointers_of(rows.take(part), self.n_rows),
                 cols.take(part) - t * tile,
                 left.new_zeros(hi - lo),
@@ -214,4 +214,4 @@ def sparse_decode(values: torch.Tensor, weight: torch.Tensor, pattern: Pattern) 
     return _SparseDecode.apply(values, weight, pattern)
 
 
-__all__ = ["BACKENDS", "Pattern", "column_order", "default_backend", "sparse_decode"]
+__all__ = ["BACKENDS", "Pattern", "column_order", "csr_matrix", "default_backend", "sparse_decode"]
