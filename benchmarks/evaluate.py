@@ -13,10 +13,12 @@ waiting).
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/evaluate.py --rows 10000 --d 768 --n-latents 24576
 
 Prints a table and merges its runs into benchmarks/results/evaluate.json (replacing earlier runs of
-the same size, shape and CKNNA cap). Beside it, one plain matmul of the same shape: the Gram matrix
-of one block of latents (10,000 x n, bf16 where the CPU has it), the unit of CKNNA's cost (each
-code too dense for a CSR product costs half of one per block: the search computes each block of
-the symmetric kernel once), and CKNNA's time in those units.
+the same size, shape and CKNNA cap). Beside it, two plain matmuls of the same shape timed in the
+same process: the Gram matrix of one block of latents (10,000 x n) in bf16, the machine's yardstick
+(CKNNA's time is also given in these units, comparable across releases), and the same Gram matrix
+as the certified int8 search computes it where the CPU has int8 dot products (each code too dense
+for a CSR product costs half of one per block: the search computes each block of the symmetric
+kernel once).
 """
 
 from __future__ import annotations
@@ -47,17 +49,23 @@ sae = load(sys.argv[1])
 res = evaluate(sae, EvalOptions(embeddings=sys.argv[2], probe_train=sys.argv[3], cknna_max_batches=int(sys.argv[5]) or None), progress=False)
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
-# the plain-matmul unit of CKNNA: one latent Gram matrix of a block (10,000 x n), in the precision
-# the k-NN search uses for wide codes; every wide code's graph on every block costs at least half of it
-from msae.metrics.alignment import CHUNK_ELEMENTS, native_bf16_cpu
-block = torch.rand(10000, sae.config.n_latents).to(torch.bfloat16 if native_bf16_cpu() else torch.float32)
+# plain-matmul units: one latent Gram matrix of a block (10,000 x n) in bf16 (the yardstick), and
+# as the int8 search computes it (every wide code's graph on every block costs at least half of it)
+from msae.metrics.alignment import CHUNK_ELEMENTS, native_int8_cpu, quantize_up
+block = torch.rand(10000, sae.config.n_latents)
 step = CHUNK_ELEMENTS // len(block)
+low = block.to(torch.bfloat16)
 gram = time.perf_counter()
 for s in range(0, len(block), step):
-    block[s : s + step] @ block.T
+    low[s : s + step] @ low.T
 gram = time.perf_counter() - gram
+codes = quantize_up(block) if native_int8_cpu() else None
+gram_int8 = time.perf_counter()
+for s in range(0, len(block), step) if codes is not None else ():
+    codes.kernel(slice(s, s + step), slice(0, len(block)))
+gram_int8 = time.perf_counter() - gram_int8 if codes is not None else None
 print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "seconds": res.seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
-                  "gram_s": gram,
+                  "gram_s": gram, "gram_int8_s": gram_int8,
                   "dense": res.metrics["dense"], "sparse_fvu": res.metrics["sparse"]["fvu"], "lp_kl": res.metrics["lp_kl"]}))
 """
 
@@ -166,6 +174,7 @@ def main() -> None:
     print(f"{'process CPU s':16s}" + "".join(f"{r.get('cpu_s', float('nan')):12.1f}" for r in runs))
     print(f"{'peak RSS (MB)':16s}" + "".join(f"{r['peak_rss_mb']:12.0f}" for r in runs))
     print(f"{'one Gram (s)':16s}" + "".join(f"{r['gram_s']:12.2f}" for r in runs))
+    print(f"{'int8 Gram (s)':16s}" + "".join(f"{r.get('gram_int8_s') or float('nan'):12.2f}" for r in runs))
     print(f"{'cknna / Gram':16s}" + "".join(f"{r['seconds'].get('cknna', 0.0) / r['gram_s']:12.0f}" for r in runs))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []

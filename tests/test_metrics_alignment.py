@@ -122,8 +122,8 @@ def test_certified_bf16_search_finds_the_exact_neighbours(case):
         z[::7] = 0
     feats = torch.tensor(z, dtype=torch.float32)
     z = feats.double().numpy()  # the float32 values, exactly
-    exact = alignment.knn_graph(feats, 10, low_precision=False)
-    fast = alignment.knn_graph(feats, 10, low_precision=True)
+    exact = alignment.knn_graph(feats, 10, quantized=False)
+    fast = alignment.knn_graph(feats, 10, quantized=True)
     ref = np.argsort(-(z @ z.T - np.diag(np.full(300, np.inf))), axis=1, kind="stable")[:, :10]
     ties = case == "zero-rows"
     for graph in (exact, fast):
@@ -133,7 +133,7 @@ def test_certified_bf16_search_finds_the_exact_neighbours(case):
     torch.testing.assert_close(fast.vals.sort(1).values, exact.vals.sort(1).values, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("kind", ["float64", "csr", "bf16"])
+@pytest.mark.parametrize("kind", ["float64", "csr", "int8"])
 @pytest.mark.parametrize("block", [1, 7, 40])
 def test_block_search_finds_the_brute_force_neighbours(monkeypatch, kind, block):
     """The symmetric block search (each block computed once, feeding its rows and its columns)
@@ -150,7 +150,7 @@ def test_block_search_finds_the_brute_force_neighbours(monkeypatch, kind, block)
         z[:, :4] += rng.random((m, 4))  # no all-zero rows: no ties
         feats = torch.tensor(z, dtype=torch.float32)
         assert (float((feats != 0).float().mean()) < alignment.CSR_DENSITY) == (kind == "csr")
-    graph = alignment.knn_graph(feats, 10, low_precision=kind == "bf16")
+    graph = alignment.knn_graph(feats, 10, quantized=kind == "int8")
     exact = feats.double().numpy()
     gram = exact @ exact.T
     ref = np.argsort(-(gram - np.diag(np.full(m, np.inf))), axis=1, kind="stable")[:, :10]
@@ -181,18 +181,18 @@ def _codes(rng: np.random.Generator, m: int = 300, n: int = 64) -> np.ndarray:
     return np.maximum(rng.normal(size=(m, n)) * scale, 0) * (rng.random((m, n)) < 0.4)
 
 
-@pytest.mark.parametrize("kind", ["float64", "csr", "bf16"])
+@pytest.mark.parametrize("kind", ["float64", "csr", "int8"])
 def test_every_search_path_keeps_exact_candidates_under_its_ceiling(kind):
     rng = np.random.default_rng(3)
     z = _codes(rng) * (rng.random((300, 64)) < (0.03 if kind == "csr" else 1.0))
     z[:, 0] += 0.1 + rng.random(300)  # no all-zero rows, no ties
     feats = torch.tensor(z, dtype=torch.float64 if kind == "float64" else torch.float32)
-    _assert_exact_graph(alignment.knn_graph(feats, 10, low_precision=kind == "bf16"), feats)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=kind == "int8"), feats)
 
 
-@pytest.mark.parametrize("low_precision", [False, True])
+@pytest.mark.parametrize("quantized", [False, True])
 @pytest.mark.parametrize("change", ["top-k rows", "rows scaled up", "rows zeroed", "most rows"])
-def test_updated_graph_equals_a_new_search(low_precision, change):
+def test_updated_graph_equals_a_new_search(quantized, change):
     """A code that differs from the dense one on a few rows (a progressive top-k where only some
     samples have more positive latents than k): updating the dense graph finds the exact
     neighbours, whether the changed rows shrink (others lose them as neighbours), grow (they
@@ -212,7 +212,7 @@ def test_updated_graph_equals_a_new_search(low_precision, change):
     else:
         new[changed] = 0
         new[changed, 0] = 1e-3 * (1 + np.arange(len(changed)))  # distinct, no ties
-    dense = alignment.knn_graph(torch.tensor(base, dtype=torch.float32), 10, low_precision=low_precision)
+    dense = alignment.knn_graph(torch.tensor(base, dtype=torch.float32), 10, quantized=quantized)
     feats = torch.tensor(new, dtype=torch.float32)
     updated = alignment.update_knn_graph(dense, feats, torch.tensor(changed))
     _assert_exact_graph(updated, feats)
@@ -220,13 +220,14 @@ def test_updated_graph_equals_a_new_search(low_precision, change):
         assert torch.isin(dense.idx, torch.tensor(changed)).any()
 
 
-@pytest.mark.parametrize("block", [7, 40, 300])
+# CSR blocks have half the side of the others: 7 rows (a partial last one), 23, 300 (one block)
+@pytest.mark.parametrize(("side", "block"), [(14, 7), (46, 23), (600, 300)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_top_k_code_searched_from_its_entries(monkeypatch, block, dtype):
+def test_top_k_code_searched_from_its_entries(monkeypatch, side, block, dtype):
     """A top-k code's CSR blocks come from its (index, values) entries, unsorted and with zeros
     where a row has fewer positives than k: the graph holds the exact neighbours, with several
     blocks, a partial last one, or one block, and so does a new search that an update falls back to."""
-    monkeypatch.setattr(alignment, "CHUNK_ELEMENTS", block * block)
+    monkeypatch.setattr(alignment, "CHUNK_ELEMENTS", side * side)
     rng = np.random.default_rng(17)
     m, n, k = 300, 400, 6
     pre = torch.tensor(_codes(rng, m, n) - 0.3 * rng.random((m, n)))
@@ -236,7 +237,7 @@ def test_top_k_code_searched_from_its_entries(monkeypatch, block, dtype):
     values = values.clamp_min(0).to(dtype)
     assert (values == 0).any() and (index.diff(dim=1) < 0).any()
     feats = torch.zeros(m, n, dtype=dtype).scatter_(1, index, values)
-    assert float((feats != 0).float().mean()) < alignment.CSR_DENSITY
+    assert float((feats != 0).float().mean()) < min(alignment.CSR_DENSITY_INT8, alignment.CSR_DENSITY)
     built = []
     monkeypatch.setattr(
         alignment._KernelBlocks,
@@ -246,7 +247,7 @@ def test_top_k_code_searched_from_its_entries(monkeypatch, block, dtype):
     entries = alignment.RowEntries(index, values)
     _assert_exact_graph(alignment.knn_graph(feats, 10, entries=entries), feats)
     assert sorted(built) == list(range(0, m, block))
-    base = alignment.knn_graph(feats, 10, low_precision=False)
+    base = alignment.knn_graph(feats, 10, quantized=False)
     changed = torch.arange(0, m, 2)  # too many rows for an update: a new search from the entries
     _assert_exact_graph(alignment.update_knn_graph(base, feats, changed, entries), feats)
     assert len(built) == 2 * len(range(0, m, block))
@@ -263,15 +264,50 @@ def test_csr_path_needs_few_nonzeros_in_all_and_per_row(monkeypatch, per_row, wi
     monkeypatch.setattr(
         alignment._KernelBlocks,
         "block",
-        lambda self, left, j, f=alignment._KernelBlocks.block: seen.append(self.csr) or f(self, left, j),
+        lambda self, i, j, f=alignment._KernelBlocks.block: seen.append(self.csr) or f(self, i, j),
     )
     rng = np.random.default_rng(23)
     m = 60
     pre = torch.tensor(rng.random((m, width)) * np.geomspace(2.0, 0.1, width))
     values, index = pre.topk(per_row, dim=1, sorted=False)
     feats = torch.zeros(m, width, dtype=torch.float64).scatter_(1, index, values)
-    _assert_exact_graph(alignment.knn_graph(feats, 10, low_precision=False), feats)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=False), feats)
     _assert_exact_graph(
-        alignment.knn_graph(feats, 10, low_precision=False, entries=alignment.RowEntries(index, values)), feats
+        alignment.knn_graph(feats, 10, quantized=False, entries=alignment.RowEntries(index, values)), feats
     )
     assert seen and set(seen) == {csr}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_quantized_codes_bound_the_features_from_above(dtype):
+    """int8 codes times their row's scale are >= every feature exactly (float64 check) and at most
+    one step above it, zeros stay zero, codes stay within 0..QUANT_LEVELS; so the int8 kernel
+    bounds the exact one from above on every pair, up to its stated rounding. Rows include exact
+    multiples of the scale (where a rounding down of f / scale would lose the bound), a zero row,
+    a single-entry row and heavy-tailed ones."""
+    rng = np.random.default_rng(29)
+    m, n = 64, 96
+    z = _codes(rng, m, n) * rng.lognormal(0.0, 2.0, size=(m, 1))
+    z[0] = 0.0
+    z[1] = 0.0
+    z[1, 5] = 3.7
+    peak = z[2].max()
+    z[2] = peak / (alignment.QUANT_LEVELS - 0.01) * rng.integers(0, alignment.QUANT_LEVELS, n)
+    z[2, 0] = peak
+    feats = torch.tensor(z, dtype=dtype)
+    codes = alignment.quantize_up(feats)
+    assert codes.q.dtype == torch.int8 and int(codes.q.min()) >= 0 and int(codes.q.max()) <= alignment.QUANT_LEVELS
+    assert bool((codes.q[feats == 0] == 0).all()) and bool((codes.q[feats > 0] > 0).all())
+    bound = codes.scale.double()[:, None] * codes.q.double()
+    exact = feats.double()
+    assert bool((bound >= exact).all())
+    assert bool((bound - exact <= codes.scale.double()[:, None] * (1 + 1e-5)).all())
+    kern = codes.kernel(slice(0, m), slice(0, m)).double()
+    gram = exact @ exact.T
+    assert bool((kern * (1 + codes.rounding) >= gram).all())
+    assert int(codes.q.max()) == alignment.QUANT_LEVELS  # the scale uses the whole range
+
+
+def test_quantized_search_refuses_negative_features():
+    with pytest.raises(ValueError, match="non-negative"):
+        alignment.knn_graph(torch.randn(30, 5), 3, quantized=True)

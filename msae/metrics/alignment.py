@@ -15,19 +15,23 @@ m·k masked entries (trace, sums and the 1ᵀK̃L̃1 term all reduce to sparse s
 kernels are only ever built one square block at a time to find neighbours, each row keeping a
 running list of candidates: memory is O(block² + m·k), never m×m. The kernel is symmetric, so
 each block above the diagonal is computed once and feeds both its rows and its columns: half the
-products of a search row by row. Kernel values at the neighbours are those of products in the
-features' precision (float32 at least: ~1e-6 relative, far below CKNNA's own sampling error; a
-bf16 search recomputes its candidates' values so) and are returned in float64.
+products of a search row by row, and each row merges only the entries above its current k-th
+best (the diagonal blocks come first, so every row has a threshold before the others are read).
+Kernel values at the neighbours are those of products in the features' precision (float32 at
+least: ~1e-6 relative, far below CKNNA's own sampling error; the int8 search recomputes its
+candidates' values so) and are returned in float64.
 
-Speed: the neighbour search of SAE latents (non-negative) runs its m×m products in bfloat16 where
-the CPU has native bf16 dot products (~4x fp32), and then certifies the result: every row keeps
-k + CANDIDATES_EXTRA candidates, their kernel values are recomputed in float64, and the row is
-accepted only if its k-th exact value exceeds what any non-candidate could reach given bf16's
-error bound (for non-negative inputs a relative bound, `bf16_relative_error`); the other rows are
-searched again in float32. The neighbours are those of the float32 search. Codes with fewer than
-CSR_DENSITY nonzeros and at most CSR_MAX_ROW_ENTRIES per row (narrow top-k) are multiplied as CSR
-products instead, exact in float32, built from the code's own (index, values) entries when the
-caller has them (`RowEntries`).
+Speed: the neighbour search of SAE latents (non-negative) ranks the rows by upper bounds of the
+kernel computed in int8 where the CPU has int8 dot products (~1.8x bf16, ~7x float32): each row
+is rounded up to multiples of its own scale (`quantize_up`), so the exact integer product of two
+codes times the two scales is never below the kernel. Every row keeps k + CANDIDATES_EXTRA
+candidates, their kernel values are recomputed in the features' precision, and the row is
+accepted only if its k-th exact value exceeds the bound of its last candidate, which no other row
+can beat; the other rows are searched again in float32. The neighbours are those of the float32
+search. Codes with fewer than CSR_DENSITY_INT8 nonzeros (CSR_DENSITY where the int8 search does
+not apply) and at most CSR_MAX_ROW_ENTRIES per row (narrow top-k) are multiplied as CSR products
+instead, exact in float32, built from the code's own (index, values) entries when the caller has
+them (`RowEntries`).
 
 Reuse: every graph keeps each row's candidates with exact values and a ceiling that no other row's
 kernel value exceeds. A code that differs from a searched one on a few rows only (a progressive
@@ -58,8 +62,13 @@ from msae.sae.kernels import Pattern, csr_matrix
 from msae.topk import merge_top
 
 CHUNK_ELEMENTS = 1 << 22  # kernel entries per block (16 MB in float32)
-CANDIDATES_EXTRA = 10  # bf16 candidates kept per row beyond k, for the certificate
-CSR_DENSITY = 0.05  # below this share of nonzeros the kernel blocks are CSR products (CPU; bf16 wins above ~5%)
+CANDIDATES_EXTRA = 20  # int8 candidates kept per row beyond k, for the certificate
+QUANT_LEVELS = 127  # int8 codes 0..127 (torch's int8 matmul multiplies int8 by int8)
+# below this share of nonzeros the kernel blocks are CSR products (CPU): measured on 10,000 rows of
+# n = 4,096, the int8 search wins from ~2% (k = 128: 0.57 vs 0.68 s; k = 64: 0.57 vs 0.46 s), a
+# float32 one only from ~12% (k = 512: 2.37 vs 2.31 s)
+CSR_DENSITY_INT8 = 0.02
+CSR_DENSITY = 0.1
 # ... and at most this many nonzeros per row: MKL's CSR x dense product of a 2048-row block slows
 # from ~7 to ~2 GFMA/s beyond ~800 per row once the dense side outgrows the cache (n = 24,576),
 # and at 512 it already only matches bf16 (benchmarks/evaluate.py at the paper's size)
@@ -98,9 +107,13 @@ class KnnGraph:
         return hsic_unbiased_masked(rows, cols, self.vals.reshape(-1), self.vals.reshape(-1), self.candidates.shape[0])
 
 
-def _block_size(m: int) -> int:
-    """Rows (and columns) per square block of the kernel: at most CHUNK_ELEMENTS entries."""
-    return max(1, min(m, math.isqrt(CHUNK_ELEMENTS)))
+def _block_size(m: int, csr: bool = False) -> int:
+    """Rows (and columns) per square block of the kernel: at most CHUNK_ELEMENTS entries, a
+    quarter of that for CSR products, whose dense side is then read from cache (measured on
+    10,000 rows of n = 4,096, k = 64: 0.49 s per graph with 2,048-row blocks, 0.38 s with 1,024;
+    dense and int8 products gain nothing)."""
+    side = math.isqrt(CHUNK_ELEMENTS)
+    return max(1, min(m, side // 2 if csr else side))
 
 
 def sampled_kernel(left: torch.Tensor, right: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -122,20 +135,53 @@ def kernel_at(feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): otherwise bf16 products are
-    emulated and slower than float32."""
+def native_int8_cpu() -> bool:
+    """Whether this CPU has int8 dot products (AVX512-VNNI, AVX-VNNI or AMX) for torch's int8
+    matmul: 800 GMAC/s on 2 cores where bf16 reaches 440 and float32 110; without them the
+    certified search would not pay."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    return hasattr(torch, "_int_mm") and any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def bf16_relative_error(width: int) -> float:
-    """Bound on |K^ − K| / K for a bf16 product of non-negative vectors of `width` entries: inputs
-    and output rounded to bf16 (3·2⁻⁸) plus a float32 accumulation (width·2⁻²⁴), with margin."""
-    return 1.05 * (3 * 2.0**-8 + width * 2.0**-24)
+@dataclass(frozen=True)
+class Quantized:
+    """Non-negative rows rounded up to int8 multiples of a per-row scale: scale_i · q_i ≥ f_i
+    entry by entry, so scale_i · scale_j · (q_i · q_j), an exact integer product, bounds the
+    kernel ⟨f_i, f_j⟩ from above (ranking by it, every row's neighbours whose exact values beat
+    the bound at its last candidate are certain)."""
+
+    q: torch.Tensor  # int8 [m, n], 0..QUANT_LEVELS
+    scale: torch.Tensor  # [m], the features' precision (float32 at least)
+
+    def kernel(self, left: slice, right: slice) -> torch.Tensor:
+        """The upper bounds of the kernel block [left, right], each rounded at most 3 times."""
+        product = torch._int_mm(self.q[left], self.q[right].T).to(self.scale.dtype)
+        return product.mul_(self.scale[left, None]).mul_(self.scale[None, right])
+
+    @property
+    def rounding(self) -> float:
+        """Relative amount by which `kernel` may fall short of the exact bound (three roundings)."""
+        return 4 * torch.finfo(self.scale.dtype).eps
+
+
+def quantize_up(feats: torch.Tensor) -> Quantized:
+    """`feats` (non-negative) as int8 codes q ≤ QUANT_LEVELS and per-row scales with scale · q ≥
+    feats exactly: q = ceil(f · (1 + 2⁻²²) / scale), whose margin outweighs the roundings of the
+    product and of the reciprocal (each ≤ 2⁻²⁴), and scale = max / (QUANT_LEVELS − 0.01) keeps the
+    largest code ≤ QUANT_LEVELS. Zero stays zero. Row chunks bound the float copy."""
+    dtype = torch.promote_types(feats.dtype, torch.float32)
+    peak = feats.amax(dim=1).to(dtype) if feats.shape[1] else feats.new_zeros(feats.shape[0], dtype=dtype)
+    scale = torch.where(peak > 0, peak / (QUANT_LEVELS - 0.01), torch.ones_like(peak))
+    inverse = (1 + 2.0**-22) / scale
+    q = torch.empty(feats.shape, dtype=torch.int8, device=feats.device)
+    step = max(1, CHUNK_ELEMENTS // max(1, feats.shape[1]))
+    for s in range(0, feats.shape[0], step):
+        part = feats[s : s + step].to(dtype) * inverse[s : s + step, None]
+        q[s : s + step] = part.ceil_().clamp_(0, QUANT_LEVELS)
+    return Quantized(q, scale)
 
 
 @dataclass(frozen=True)
@@ -154,27 +200,31 @@ class RowEntries:
 
 class _KernelBlocks:
     """Square blocks of the linear kernel FFᵀ, each computed once and read both ways (the kernel
-    is symmetric), so the neighbour search costs half of the m×m product: in bf16 from the copy
-    `low` when given (and returned in bf16), as CSR products with contiguous transposed column
-    blocks for sparse codes (built from their `entries` when given), else dense matmuls (returned
-    in float32, float64 for float64 features)."""
+    is symmetric), so the neighbour search costs half of the m×m product: upper bounds from the
+    int8 codes `quantized` when given, CSR products with contiguous transposed column blocks for
+    sparse codes (built from their `entries` when given), else dense matmuls; returned in float32
+    (float64 for float64 features)."""
 
     def __init__(
-        self, feats: torch.Tensor, size: int, low: torch.Tensor | None, sparse_rows: bool, entries: RowEntries | None
+        self,
+        feats: torch.Tensor,
+        size: int,
+        quantized: Quantized | None,
+        sparse_rows: bool,
+        entries: RowEntries | None,
     ) -> None:
-        self.feats, self.low, self.size = feats, low, size
+        self.feats, self.quantized, self.size = feats, quantized, size
         self.starts = list(range(0, feats.shape[0], size))
-        self.csr = sparse_rows and low is None
-        # bf16 products stay bf16: they rank as their float32 copies would
-        self.dtype = torch.bfloat16 if low is not None else torch.promote_types(feats.dtype, torch.float32)
+        self.csr = sparse_rows and quantized is None
+        self.dtype = torch.promote_types(feats.dtype, torch.float32)
+        self._left = (-1, feats)  # (row block, its left operand): none built yet
         self.entries = None
         if self.csr and entries is not None:  # CSR wants each row's columns ascending
             cols, order = entries.index.sort(dim=1)
             self.entries = RowEntries(cols, entries.values.gather(1, order).to(self.dtype))
             self.right = [self._transposed_from_entries(s) for s in self.starts]
             return
-        source = feats if low is None else low
-        blocks = [source[s : s + size] for s in self.starts]
+        blocks = [feats[s : s + size] for s in self.starts] if quantized is None else []
         self.right = [b.T.contiguous() for b in blocks] if self.csr else blocks
 
     def _block_entries(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,10 +240,8 @@ class _KernelBlocks:
         flat = cols * rows + torch.arange(rows, device=cols.device).unsqueeze(1)
         return out.view(-1).index_put_((flat.reshape(-1),), vals.reshape(-1)).view_as(out)
 
-    def rows(self, start: int) -> torch.Tensor:
+    def _rows(self, start: int) -> torch.Tensor:
         """The left operand of every block in the row of blocks starting at row `start`."""
-        if self.low is not None:
-            return self.low[start : start + self.size]
         if self.csr and self.entries is not None:
             cols, vals = self._block_entries(start)
             rows, width = cols.shape
@@ -205,9 +253,15 @@ class _KernelBlocks:
                 return self.feats[start : start + self.size].to_sparse_csr()
         return self.feats[start : start + self.size]
 
-    def block(self, left: torch.Tensor, col_block: int) -> torch.Tensor:
-        """Kernel entries of the rows `left` against column block `col_block`."""
-        right = self.right[col_block]
+    def block(self, row_block: int, col_block: int) -> torch.Tensor:
+        """Kernel entries of row block `row_block` against column block `col_block` (a row of
+        blocks is read in order: its left operand is built once)."""
+        if self.quantized is not None:
+            rows, cols = (slice(self.starts[b], self.starts[b] + self.size) for b in (row_block, col_block))
+            return self.quantized.kernel(rows, cols)
+        if self._left[0] != row_block:
+            self._left = (row_block, self._rows(self.starts[row_block]))
+        left, right = self._left[1], self.right[col_block]
         if self.csr:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -219,30 +273,54 @@ class _KernelBlocks:
 
 def _candidates(blocks: _KernelBlocks, count: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(start, values, indices) of each row block once it is complete: the `count` largest kernel
-    values of each row among the other rows ([rows, count], descending). Block (I, J), J >= I,
-    feeds rows I through its columns and rows J through its rows; row block I is complete once
-    its own row of blocks is done, the blocks above it having fed it already."""
-    m, device = blocks.feats.shape[0], blocks.feats.device
+    values of each row among the other rows ([rows, count], descending). The diagonal blocks come
+    first and give every row a running top; block (I, J), J > I, then feeds rows I through its
+    rows and rows J through its columns, and only its entries above a row's current `count`-th
+    value are merged (a comparison and a few gathers instead of a top-k over the block: the
+    threshold rises, so later blocks pass a handful per row; an entry equal to it is not merged).
+    Row block I is complete once its own row of blocks is done, the blocks above it having fed it
+    already."""
     tops: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for start in blocks.starts:  # running top per column of a [count, rows] table, as merge_top keeps it
-        rows = min(blocks.size, m - start)
-        tops.append(
-            (
-                torch.empty(0, rows, dtype=blocks.dtype, device=device),
-                torch.empty(0, rows, dtype=torch.int64, device=device),
-            )
-        )
     for i, start in enumerate(blocks.starts):
-        left = blocks.rows(start)
-        for j in range(i, len(blocks.starts)):
-            kern = blocks.block(left, j)
-            if j == i:
-                kern.fill_diagonal_(-math.inf)  # never its own neighbour
-            else:  # top-k down the columns, faster on a column-major copy than on the strided block
-                tops[j] = merge_top(*tops[j], kern.T.contiguous().T, start, count)
-            tops[i] = merge_top(*tops[i], kern.T, blocks.starts[j], count)
-        val, idx = tops[i]
-        yield start, val.T, idx.T
+        kern = blocks.block(i, i)
+        kern.fill_diagonal_(-math.inf)  # never its own neighbour
+        values, pos = kern.topk(min(count, kern.shape[1]), dim=1)
+        tops.append((_pad_columns(values, count, -math.inf), _pad_columns(pos + start, count, 0)))
+    for i, start in enumerate(blocks.starts):
+        for j in range(i + 1, len(blocks.starts)):
+            kern = blocks.block(i, j)
+            rows, cols = torch.nonzero(kern > tops[i][0][:, -1:], as_tuple=True)
+            tops[i] = _merge_above(*tops[i], rows, cols + blocks.starts[j], kern[rows, cols])
+            rows, cols = torch.nonzero(kern > tops[j][0][:, -1], as_tuple=True)
+            by_col = torch.argsort(cols, stable=True)  # grouped by the row they feed, rows ascending
+            rows, cols = rows[by_col], cols[by_col]
+            tops[j] = _merge_above(*tops[j], cols, rows + start, kern[rows, cols])
+        yield start, *tops[i]
+
+
+def _pad_columns(table: torch.Tensor, width: int, fill: float) -> torch.Tensor:
+    """`table` [rows, c <= width] widened to `width` columns of `fill` (a block narrower than the
+    candidate list)."""
+    missing = width - table.shape[1]
+    return table if missing == 0 else torch.cat([table, table.new_full((table.shape[0], missing), fill)], 1)
+
+
+def _merge_above(
+    top_val: torch.Tensor, top_idx: torch.Tensor, owner: torch.Tensor, other: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's running top ([rows, count], descending) merged with new entries (`owner` row,
+    `other` row, kernel `values`), the entries grouped by owner: they are laid out in a padded
+    table beside the running top, whose row-wise top-k is the merge."""
+    if len(owner) == 0:
+        return top_val, top_idx
+    counts = torch.bincount(owner, minlength=top_val.shape[0])
+    slot = torch.arange(len(owner), device=owner.device) - (counts.cumsum(0) - counts)[owner]
+    width = int(counts.max())
+    pad_val = top_val.new_full((top_val.shape[0], width), -math.inf).index_put_((owner, slot), values.to(top_val.dtype))
+    pad_idx = top_idx.new_zeros((top_idx.shape[0], width)).index_put_((owner, slot), other)
+    pool_val, pool_idx = torch.cat([top_val, pad_val], 1), torch.cat([top_idx, pad_idx], 1)
+    merged, pos = pool_val.topk(top_val.shape[1], dim=1)
+    return merged, pool_idx.gather(1, pos)
 
 
 def _ranked(cand: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,47 +356,49 @@ def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
 
 
 def knn_graph(
-    feats: torch.Tensor, k: int = 10, low_precision: bool | None = None, entries: RowEntries | None = None
+    feats: torch.Tensor, k: int = 10, quantized: bool | None = None, entries: RowEntries | None = None
 ) -> KnnGraph:
     """Inner-product k-NN of every row among the others (self excluded), built block by block.
-    `low_precision`: search in certified bf16 (None: for non-negative float32 rows on a CPU with
-    native bf16, unless they are sparse enough for a CSR product). `entries`: the rows of `feats`
-    as a top-k code's entries, when they are one (their CSR blocks are then built from them)."""
+    `quantized`: rank by certified int8 upper bounds (non-negative rows only; None: for such rows
+    on a CPU with int8 dot products, unless they are sparse enough for a CSR product). `entries`:
+    the rows of `feats` as a top-k code's entries, when they are one (their CSR blocks are then
+    built from them)."""
     m = feats.shape[0]
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
+    cpu = feats.device.type == "cpu"
+    signs = entries.values if entries is not None else feats  # a code's other entries are zeros
+    non_negative = signs.numel() == 0 or bool(signs.min() >= 0)
+    if quantized and not non_negative:
+        raise ValueError("the quantized k-NN search bounds non-negative features only")
+    can_quantize = non_negative and (quantized if quantized is not None else cpu and native_int8_cpu())
     nonzeros = entries.nonzeros if entries is not None else int(latent_count(feats).sum())
-    sparse_rows = (
-        feats.device.type == "cpu" and nonzeros < CSR_DENSITY * feats.numel() and nonzeros <= CSR_MAX_ROW_ENTRIES * m
-    )
-    if low_precision is None:
-        signs = entries.values if entries is not None else feats  # a code's other entries are zeros
-        low_precision = (
-            feats.device.type == "cpu"
-            and native_bf16_cpu()
-            and not sparse_rows
-            and (signs.numel() == 0 or bool(signs.min() >= 0))
-        )
-    count = min(m - 1, k + CANDIDATES_EXTRA) if low_precision else k
+    density = CSR_DENSITY_INT8 if can_quantize else CSR_DENSITY
+    sparse_rows = cpu and nonzeros < density * feats.numel() and nonzeros <= CSR_MAX_ROW_ENTRIES * m
+    if quantized is None:
+        quantized = can_quantize and not sparse_rows
+    count = min(m - 1, k + CANDIDATES_EXTRA) if quantized else k
     graph = KnnGraph(
         candidates=torch.empty(m, count, dtype=torch.int64, device=feats.device),
         values=torch.empty(m, count, dtype=torch.float64, device=feats.device),
         ceiling=torch.empty(m, dtype=torch.float64, device=feats.device),
         k=k,
     )
-    low = feats.to(torch.bfloat16) if low_precision else None
-    # exact values of non-negative features lie within these factors of the computed ones
+    codes = quantize_up(feats) if quantized else None
+    # the exact value of a non-candidate is <= its bound, which is within `rounding` of the one
+    # computed; the candidates' values, computed in the features' precision, may exceed theirs
+    # by the accumulation's share
     accumulation = feats.shape[1] * torch.finfo(feats.dtype).eps if feats.is_floating_point() else 0.0
-    bound = (1.0 + accumulation) / (1.0 - bf16_relative_error(feats.shape[1])) if low is not None else 1.0
-    for start, top_vals, cand in _candidates(_KernelBlocks(feats, _block_size(m), low, sparse_rows, entries), count):
+    bound = (1.0 + accumulation) * (1.0 + codes.rounding) if codes is not None else 1.0
+    blocks = _KernelBlocks(feats, _block_size(m, csr=sparse_rows and codes is None), codes, sparse_rows, entries)
+    for start, top_vals, cand in _candidates(blocks, count):
         rows = slice(start, start + len(cand))
-        # a non-candidate's computed value is <= the last candidate's, its true value <= that * bound
         last = top_vals[:, -1].double()
-        ceiling = _ceiling(last.clamp_min(0) * bound if low is not None else last, count, m)
+        ceiling = _ceiling(last.clamp_min(0) * bound if codes is not None else last, count, m)
         graph.ceiling[rows] = ceiling
-        if low is None:  # products in the features' precision: their values are the kernel's
+        if codes is None:  # products in the features' precision: their values are the kernel's
             graph.candidates[rows], graph.values[rows] = cand, top_vals.double()
-        else:  # bf16 candidates: values recomputed in the features' precision, rows certified
+        else:  # candidates by their bounds: values computed in the features' precision, rows certified
             graph.candidates[rows], graph.values[rows] = _ranked(cand, sampled_kernel(feats[rows], feats, cand))
             redo = start + torch.nonzero(graph.values[rows, k - 1] <= ceiling).reshape(-1)
             if len(redo):
