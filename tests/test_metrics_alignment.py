@@ -311,3 +311,64 @@ def test_quantized_codes_bound_the_features_from_above(dtype):
 def test_quantized_search_refuses_negative_features():
     with pytest.raises(ValueError, match="non-negative"):
         alignment.knn_graph(torch.randn(30, 5), 3, quantized=True)
+
+
+def test_certificate_settles_rows_in_two_stages_and_leaves_the_rest_unsure(monkeypatch):
+    """`_certify` given valid upper bounds (tight ones, except a few of the lowest rows inflated to
+    the top of the ranking): rows whose first `kept` candidates already hold k rows beating the next
+    bound are settled on them (row % 3 == 0); rows whose first candidates are inflated ones have all
+    their candidates computed, keep the best `kept`, and a ceiling covering the dropped ones too,
+    which here beat the last bound (row % 3 == 1); rows with too many inflated candidates stay
+    unsure (row % 3 == 2). Every settled row holds its exact neighbours and values."""
+    rng = np.random.default_rng(31)
+    m, n, k, kept, count, start = 60, 16, 4, 6, 12, 21
+    z = _codes(rng, m, n)
+    z[:, 0] += 0.5 + rng.random(m)  # no ties
+    gram = z @ z.T
+    np.fill_diagonal(gram, -np.inf)
+    order = np.argsort(-gram, axis=1)  # each row's others by exact value, itself last
+    bounds = gram * (1 + 1e-9)
+    for i in range(m):
+        inflated = {0: 0, 1: kept - k + 1, 2: count - k + 1}[i % 3]
+        if inflated:
+            deep = order[i, m - 1 - inflated : m - 1]
+            bounds[i, deep] = 2 * gram[i, order[i, 0]] + np.arange(inflated)
+    cand = np.argsort(-bounds, axis=1)[start:, :count]
+    calls = []
+    monkeypatch.setattr(
+        alignment,
+        "sampled_kernel",
+        lambda left, right, idx, f=alignment.sampled_kernel: calls.append(len(idx)) or f(left, right, idx),
+    )
+    top, values, ceiling, unsure = alignment._certify(
+        torch.tensor(z), start, torch.tensor(cand), torch.tensor(np.take_along_axis(bounds[start:], cand, 1)), k, kept
+    )
+    rows = np.arange(start, m)
+    assert sorted((start + unsure).tolist()) == [i for i in rows if i % 3 == 2]
+    assert calls == [m - start, sum(1 for i in rows if i % 3)]  # the second stage: the unsettled rows only
+    for r, i in enumerate(rows):
+        if i % 3 == 2:
+            continue
+        assert set(top[r, :k].tolist()) == set(order[i, :k].tolist())
+        np.testing.assert_allclose(values[r].numpy(), gram[i, top[r].numpy()], rtol=1e-12)
+        others = np.setdiff1d(np.arange(m), [i, *top[r].tolist()])
+        assert gram[i, others].max() <= float(ceiling[r]) * (1 + 1e-12)  # values computed in float64
+        if i % 3 == 1:  # a dropped candidate beats the last bound: the ceiling must cover it
+            assert gram[i, order[i, kept]] > np.take_along_axis(bounds[i], cand[r], 0).min()
+
+
+def test_rows_the_certificate_cannot_settle_are_searched_again(monkeypatch):
+    """With no candidates beyond k, the last candidate's bound is rarely beaten: those rows are
+    searched again in float32 and the graph is still exact."""
+    monkeypatch.setattr(alignment, "CANDIDATES_EXTRA", 0)
+    monkeypatch.setattr(alignment, "CANDIDATES_KEPT", 0)
+    rng = np.random.default_rng(37)
+    z = _codes(rng)
+    z[:, 0] += 0.1 + rng.random(300)
+    feats = torch.tensor(z, dtype=torch.float32)
+    searched = []
+    monkeypatch.setattr(
+        alignment, "_search_rows", lambda f, rows, c, g=alignment._search_rows: searched.append(len(rows)) or g(f, rows, c)
+    )
+    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=True), feats)
+    assert sum(searched) > 100
