@@ -368,7 +368,9 @@ def test_rows_the_certificate_cannot_settle_are_searched_again(monkeypatch):
     feats = torch.tensor(z, dtype=torch.float32)
     searched = []
     monkeypatch.setattr(
-        alignment, "_search_rows", lambda f, rows, c, g=alignment._search_rows: searched.append(len(rows)) or g(f, rows, c)
+        alignment,
+        "_search_rows",
+        lambda f, rows, c, g=alignment._search_rows: searched.append(len(rows)) or g(f, rows, c),
     )
     _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=True), feats)
     assert sum(searched) > 100
