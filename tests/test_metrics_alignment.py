@@ -109,21 +109,24 @@ def test_cknna_rejects_bad_k():
         alignment.cknna(torch.zeros(5, 2), torch.zeros(5, 2), k=5)
 
 
-@pytest.mark.parametrize("case", ["separated", "near-ties", "zero-rows"])
-def test_certified_bf16_search_finds_the_exact_neighbours(case):
-    """The bf16 search with its float64 certificate returns the neighbours of the exact search, on
-    codes where bf16 rounding reorders most rows' neighbours (kernel values 0.05% apart) and on
-    all-zero rows (every candidate ties): uncertain rows are searched again in float32."""
+@pytest.mark.parametrize("case", ["separated", "near-ties", "zero-rows", "signed", "signed near-ties"])
+def test_certified_search_finds_the_exact_neighbours(case):
+    """The certified search (int8 bounds for codes, bf16 ones for signed rows) returns the
+    neighbours of the exact search, on rows where rounding reorders most rows' neighbours (kernel
+    values 0.05% apart) and on all-zero rows (every candidate ties): uncertain rows are searched
+    again in float32."""
     rng = np.random.default_rng(7)
     z = np.maximum(rng.normal(size=(300, 64)), 0) * (rng.random((300, 64)) < 0.4)
-    if case == "near-ties":
+    if case.startswith("signed"):  # CLIP-like: a common offset and an anisotropic spread
+        z = 2.0 + rng.normal(size=(300, 64)) * np.geomspace(1.0, 0.02, 64)
+    if case.endswith("near-ties"):
         z = np.repeat(z[:30], 10, axis=0) * (1 + 5e-4 * rng.random((300, 1)))
     if case == "zero-rows":
         z[::7] = 0
     feats = torch.tensor(z, dtype=torch.float32)
     z = feats.double().numpy()  # the float32 values, exactly
-    exact = alignment.knn_graph(feats, 10, quantized=False)
-    fast = alignment.knn_graph(feats, 10, quantized=True)
+    exact = alignment.knn_graph(feats, 10, certified=False)
+    fast = alignment.knn_graph(feats, 10, certified=True)
     ref = np.argsort(-(z @ z.T - np.diag(np.full(300, np.inf))), axis=1, kind="stable")[:, :10]
     ties = case == "zero-rows"
     for graph in (exact, fast):
@@ -133,7 +136,7 @@ def test_certified_bf16_search_finds_the_exact_neighbours(case):
     torch.testing.assert_close(fast.vals.sort(1).values, exact.vals.sort(1).values, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("kind", ["float64", "csr", "int8"])
+@pytest.mark.parametrize("kind", ["float64", "csr", "int8", "bf16"])
 @pytest.mark.parametrize("block", [1, 7, 40])
 def test_block_search_finds_the_brute_force_neighbours(monkeypatch, kind, block):
     """The symmetric block search (each block computed once, feeding its rows and its columns)
@@ -142,15 +145,15 @@ def test_block_search_finds_the_brute_force_neighbours(monkeypatch, kind, block)
     monkeypatch.setattr(alignment, "CHUNK_ELEMENTS", block * block)
     rng = np.random.default_rng(11)
     m = 83
-    if kind == "float64":
-        feats = torch.tensor(rng.normal(size=(m, 9)))
+    if kind in ("float64", "bf16"):
+        feats = torch.tensor(rng.normal(size=(m, 9)), dtype=torch.float64 if kind == "float64" else torch.float32)
     else:
         density = 0.004 if kind == "csr" else 0.4
         z = rng.random((m, 600)) * (rng.random((m, 600)) < density)
         z[:, :4] += rng.random((m, 4))  # no all-zero rows: no ties
         feats = torch.tensor(z, dtype=torch.float32)
         assert (float((feats != 0).float().mean()) < alignment.CSR_DENSITY) == (kind == "csr")
-    graph = alignment.knn_graph(feats, 10, quantized=kind == "int8")
+    graph = alignment.knn_graph(feats, 10, certified=kind in ("int8", "bf16"))
     exact = feats.double().numpy()
     gram = exact @ exact.T
     ref = np.argsort(-(gram - np.diag(np.full(m, np.inf))), axis=1, kind="stable")[:, :10]
@@ -181,18 +184,29 @@ def _codes(rng: np.random.Generator, m: int = 300, n: int = 64) -> np.ndarray:
     return np.maximum(rng.normal(size=(m, n)) * scale, 0) * (rng.random((m, n)) < 0.4)
 
 
-@pytest.mark.parametrize("kind", ["float64", "csr", "int8"])
-def test_every_search_path_keeps_exact_candidates_under_its_ceiling(kind):
+@pytest.mark.parametrize("kind", ["float64", "csr", "int8", "bf16"])
+def test_every_search_path_keeps_exact_candidates_under_its_ceiling(monkeypatch, kind):
     rng = np.random.default_rng(3)
     z = _codes(rng) * (rng.random((300, 64)) < (0.03 if kind == "csr" else 1.0))
     z[:, 0] += 0.1 + rng.random(300)  # no all-zero rows, no ties
+    if kind == "bf16":
+        z -= 0.2 * rng.random((300, 64))  # signed rows
     feats = torch.tensor(z, dtype=torch.float64 if kind == "float64" else torch.float32)
-    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=kind == "int8"), feats)
+    bounds = []
+    monkeypatch.setattr(
+        alignment,
+        "_KernelBlocks",
+        lambda f, size, bound, *rest, c=alignment._KernelBlocks: bounds.append(type(bound)) or c(f, size, bound, *rest),
+    )
+    graph = alignment.knn_graph(feats, 10, certified=kind in ("int8", "bf16"))
+    _assert_exact_graph(graph, feats)
+    expected = {"int8": alignment.Quantized, "bf16": alignment.Rounded}.get(kind, type(None))
+    assert bounds == [expected]
 
 
-@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("certified", [False, True])
 @pytest.mark.parametrize("change", ["top-k rows", "rows scaled up", "rows zeroed", "most rows"])
-def test_updated_graph_equals_a_new_search(quantized, change):
+def test_updated_graph_equals_a_new_search(certified, change):
     """A code that differs from the dense one on a few rows (a progressive top-k where only some
     samples have more positive latents than k): updating the dense graph finds the exact
     neighbours, whether the changed rows shrink (others lose them as neighbours), grow (they
@@ -212,7 +226,7 @@ def test_updated_graph_equals_a_new_search(quantized, change):
     else:
         new[changed] = 0
         new[changed, 0] = 1e-3 * (1 + np.arange(len(changed)))  # distinct, no ties
-    dense = alignment.knn_graph(torch.tensor(base, dtype=torch.float32), 10, quantized=quantized)
+    dense = alignment.knn_graph(torch.tensor(base, dtype=torch.float32), 10, certified=certified)
     feats = torch.tensor(new, dtype=torch.float32)
     updated = alignment.update_knn_graph(dense, feats, torch.tensor(changed))
     _assert_exact_graph(updated, feats)
@@ -247,7 +261,7 @@ def test_top_k_code_searched_from_its_entries(monkeypatch, side, block, dtype):
     entries = alignment.RowEntries(index, values)
     _assert_exact_graph(alignment.knn_graph(feats, 10, entries=entries), feats)
     assert sorted(built) == list(range(0, m, block))
-    base = alignment.knn_graph(feats, 10, quantized=False)
+    base = alignment.knn_graph(feats, 10, certified=False)
     changed = torch.arange(0, m, 2)  # too many rows for an update: a new search from the entries
     _assert_exact_graph(alignment.update_knn_graph(base, feats, changed, entries), feats)
     assert len(built) == 2 * len(range(0, m, block))
@@ -271,9 +285,9 @@ def test_csr_path_needs_few_nonzeros_in_all_and_per_row(monkeypatch, per_row, wi
     pre = torch.tensor(rng.random((m, width)) * np.geomspace(2.0, 0.1, width))
     values, index = pre.topk(per_row, dim=1, sorted=False)
     feats = torch.zeros(m, width, dtype=torch.float64).scatter_(1, index, values)
-    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=False), feats)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, certified=False), feats)
     _assert_exact_graph(
-        alignment.knn_graph(feats, 10, quantized=False, entries=alignment.RowEntries(index, values)), feats
+        alignment.knn_graph(feats, 10, certified=False, entries=alignment.RowEntries(index, values)), feats
     )
     assert seen and set(seen) == {csr}
 
@@ -308,9 +322,24 @@ def test_quantized_codes_bound_the_features_from_above(dtype):
     assert int(codes.q.max()) == alignment.QUANT_LEVELS  # the scale uses the whole range
 
 
-def test_quantized_search_refuses_negative_features():
-    with pytest.raises(ValueError, match="non-negative"):
-        alignment.knn_graph(torch.randn(30, 5), 3, quantized=True)
+def test_bf16_bound_holds_on_every_pair():
+    """bf16 products plus their slack bound the exact kernel of signed rows on every pair (float64
+    check), on rows with a large common offset (heavy cancellation), anisotropic spreads, wide
+    rows (the accumulation term) and a zero row; the slack stays a small share of the norms."""
+    rng = np.random.default_rng(41)
+    m, n = 80, 700
+    z = 3.0 + rng.normal(size=(m, n)) * np.geomspace(2.0, 0.01, n) * rng.lognormal(0.0, 1.0, size=(m, 1))
+    z[::9] *= -1
+    z[5] = 0.0
+    feats = torch.tensor(z, dtype=torch.float32)
+    bound = alignment.round_bf16(feats)
+    kern = bound.upper(bound.kernel(slice(0, m), slice(0, m)))
+    exact = feats.double().numpy()
+    gram = exact @ exact.T
+    assert bool((kern.numpy() >= gram).all())
+    norms = np.linalg.norm(exact, axis=1)
+    assert ((kern.numpy() - gram) <= 2 * bound.slack * np.outer(norms, norms) + 1e-30).all()
+    assert bound.slack < 0.01
 
 
 def test_certificate_settles_rows_in_two_stages_and_leaves_the_rest_unsure(monkeypatch):
@@ -372,5 +401,5 @@ def test_rows_the_certificate_cannot_settle_are_searched_again(monkeypatch):
         "_search_rows",
         lambda f, rows, c, g=alignment._search_rows: searched.append(len(rows)) or g(f, rows, c),
     )
-    _assert_exact_graph(alignment.knn_graph(feats, 10, quantized=True), feats)
+    _assert_exact_graph(alignment.knn_graph(feats, 10, certified=True), feats)
     assert sum(searched) > 100

@@ -54,6 +54,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -135,27 +136,49 @@ def kernel_at(feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return sampled_kernel(feats, feats, idx)
 
 
+def _cpu_flags() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return []
+
+
 @functools.cache
 def native_int8_cpu() -> bool:
     """Whether this CPU has int8 dot products (AVX512-VNNI, AVX-VNNI or AMX) for torch's int8
     matmul: 800 GMAC/s on 2 cores where bf16 reaches 440 and float32 110; without them the
     certified search would not pay."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return hasattr(torch, "_int_mm") and any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+@functools.cache
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): otherwise bf16 products are
+    emulated and slower than float32."""
+    flags = _cpu_flags()
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+class KernelBound(Protocol):
+    """Upper bounds of the linear kernel, cheaper than the kernel: the certified search ranks rows
+    by `kernel` and needs `upper` to bound the exact value, as the candidates' values are computed
+    in the features' precision, of every entry ranked below a given one."""
+
+    def kernel(self, left: slice, right: slice) -> torch.Tensor: ...
+
+    def upper(self, values: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
 class Quantized:
     """Non-negative rows rounded up to int8 multiples of a per-row scale: scale_i · q_i ≥ f_i
     entry by entry, so scale_i · scale_j · (q_i · q_j), an exact integer product, bounds the
-    kernel ⟨f_i, f_j⟩ from above (ranking by it, every row's neighbours whose exact values beat
-    the bound at its last candidate are certain)."""
+    kernel ⟨f_i, f_j⟩ from above."""
 
     q: torch.Tensor  # int8 [m, n], 0..QUANT_LEVELS
     scale: torch.Tensor  # [m], the features' precision (float32 at least)
+    accumulation: float  # relative error of a kernel value computed in the features' precision
 
     def kernel(self, left: slice, right: slice) -> torch.Tensor:
         """The upper bounds of the kernel block [left, right], each rounded at most 3 times."""
@@ -166,6 +189,11 @@ class Quantized:
     def rounding(self) -> float:
         """Relative amount by which `kernel` may fall short of the exact bound (three roundings)."""
         return 4 * torch.finfo(self.scale.dtype).eps
+
+    def upper(self, values: torch.Tensor) -> torch.Tensor:
+        """Non-negative features: the computed value of a candidate may exceed its exact one by
+        the accumulation's share, and `kernel` fall short of the bound by its rounding."""
+        return values.double().clamp_min(0) * ((1.0 + self.accumulation) * (1.0 + self.rounding))
 
 
 def quantize_up(feats: torch.Tensor) -> Quantized:
@@ -182,7 +210,35 @@ def quantize_up(feats: torch.Tensor) -> Quantized:
     for s in range(0, feats.shape[0], step):
         part = feats[s : s + step].to(dtype) * inverse[s : s + step, None]
         q[s : s + step] = part.ceil_().clamp_(0, QUANT_LEVELS)
-    return Quantized(q, scale)
+    return Quantized(q, scale, feats.shape[1] * torch.finfo(dtype).eps)
+
+
+@dataclass(frozen=True)
+class Rounded:
+    """Rows of any sign rounded to bf16, with the slack that makes their product an upper bound:
+    |bf16 product − ⟨f_i, f_j⟩| ≤ ε Σ_l |f_il f_jl| ≤ ε ‖f_i‖ ‖f_j‖ (Cauchy–Schwarz), where ε
+    covers both inputs' rounding (2·2⁻⁹), a float32 accumulation (n·2⁻²⁴), the output's rounding
+    to bf16 (2⁻⁹), the candidates' values computed in float32 (n·2⁻²⁴) and the float32 sum with
+    the slack, with margin."""
+
+    low: torch.Tensor  # bf16 [m, n]
+    norm: torch.Tensor  # float32 [m], rounded up
+    slack: float  # ε
+
+    def kernel(self, left: slice, right: slice) -> torch.Tensor:
+        product = (self.low[left] @ self.low[right].T).float()
+        return product.addr_(self.norm[left], self.norm[right], alpha=self.slack)
+
+    def upper(self, values: torch.Tensor) -> torch.Tensor:
+        return values.double()
+
+
+def round_bf16(feats: torch.Tensor) -> Rounded:
+    """`feats` rounded to bf16, with the float64 norms of the rows rounded up to float32."""
+    width = feats.shape[1]
+    slack = 1.01 * (3 * 2.0**-9 + 2 * width * 2.0**-24 + 4 * 2.0**-24)
+    norm = torch.linalg.vector_norm(feats.double(), dim=1).float() * (1 + 2.0**-22)
+    return Rounded(feats.to(torch.bfloat16), norm, slack)
 
 
 @dataclass(frozen=True)
@@ -201,8 +257,8 @@ class RowEntries:
 
 class _KernelBlocks:
     """Square blocks of the linear kernel FFᵀ, each computed once and read both ways (the kernel
-    is symmetric), so the neighbour search costs half of the m×m product: upper bounds from the
-    int8 codes `quantized` when given, CSR products with contiguous transposed column blocks for
+    is symmetric), so the neighbour search costs half of the m×m product: upper bounds from
+    `bound` when given, CSR products with contiguous transposed column blocks for
     sparse codes (built from their `entries` when given), else dense matmuls; returned in float32
     (float64 for float64 features)."""
 
@@ -210,13 +266,13 @@ class _KernelBlocks:
         self,
         feats: torch.Tensor,
         size: int,
-        quantized: Quantized | None,
+        bound: KernelBound | None,
         sparse_rows: bool,
         entries: RowEntries | None,
     ) -> None:
-        self.feats, self.quantized, self.size = feats, quantized, size
+        self.feats, self.bound, self.size = feats, bound, size
         self.starts = list(range(0, feats.shape[0], size))
-        self.csr = sparse_rows and quantized is None
+        self.csr = sparse_rows and bound is None
         self.dtype = torch.promote_types(feats.dtype, torch.float32)
         self._left = (-1, feats)  # (row block, its left operand): none built yet
         self.entries = None
@@ -225,7 +281,7 @@ class _KernelBlocks:
             self.entries = RowEntries(cols, entries.values.gather(1, order).to(self.dtype))
             self.right = [self._transposed_from_entries(s) for s in self.starts]
             return
-        blocks = [feats[s : s + size] for s in self.starts] if quantized is None else []
+        blocks = [feats[s : s + size] for s in self.starts] if bound is None else []
         self.right = [b.T.contiguous() for b in blocks] if self.csr else blocks
 
     def _block_entries(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,9 +313,9 @@ class _KernelBlocks:
     def block(self, row_block: int, col_block: int) -> torch.Tensor:
         """Kernel entries of row block `row_block` against column block `col_block` (a row of
         blocks is read in order: its left operand is built once)."""
-        if self.quantized is not None:
+        if self.bound is not None:
             rows, cols = (slice(self.starts[b], self.starts[b] + self.size) for b in (row_block, col_block))
-            return self.quantized.kernel(rows, cols)
+            return self.bound.kernel(rows, cols)
         if self._left[0] != row_block:
             self._left = (row_block, self._rows(self.starts[row_block]))
         left, right = self._left[1], self.right[col_block]
@@ -357,50 +413,43 @@ def _ceiling(last: torch.Tensor, count: int, m: int) -> torch.Tensor:
 
 
 def knn_graph(
-    feats: torch.Tensor, k: int = 10, quantized: bool | None = None, entries: RowEntries | None = None
+    feats: torch.Tensor, k: int = 10, certified: bool | None = None, entries: RowEntries | None = None
 ) -> KnnGraph:
     """Inner-product k-NN of every row among the others (self excluded), built block by block.
-    `quantized`: rank by certified int8 upper bounds (non-negative rows only; None: for such rows
-    on a CPU with int8 dot products, unless they are sparse enough for a CSR product). `entries`:
-    the rows of `feats` as a top-k code's entries, when they are one (their CSR blocks are then
-    built from them)."""
+    `certified`: rank by upper bounds of the kernel, int8 for non-negative rows and bf16 for
+    others, and certify (None: where the CPU multiplies the one needed natively, unless the rows
+    are sparse enough for a CSR product). `entries`: the rows of `feats` as a top-k code's entries,
+    when they are one (their CSR blocks are then built from them)."""
     m = feats.shape[0]
     if not 1 <= k < m:
         raise ValueError(f"CKNNA needs 1 <= k < m, got k={k}, m={m}")
     cpu = feats.device.type == "cpu"
     signs = entries.values if entries is not None else feats  # a code's other entries are zeros
     non_negative = signs.numel() == 0 or bool(signs.min() >= 0)
-    if quantized and not non_negative:
-        raise ValueError("the quantized k-NN search bounds non-negative features only")
-    can_quantize = non_negative and (quantized if quantized is not None else cpu and native_int8_cpu())
+    native = cpu and (native_int8_cpu() if non_negative else native_bf16_cpu())
     nonzeros = entries.nonzeros if entries is not None else int(latent_count(feats).sum())
-    density = CSR_DENSITY_INT8 if can_quantize else CSR_DENSITY
+    density = CSR_DENSITY_INT8 if non_negative and (certified if certified is not None else native) else CSR_DENSITY
     sparse_rows = cpu and nonzeros < density * feats.numel() and nonzeros <= CSR_MAX_ROW_ENTRIES * m
-    if quantized is None:
-        quantized = can_quantize and not sparse_rows
-    count = min(m - 1, k + CANDIDATES_EXTRA) if quantized else k
-    kept = min(count, k + CANDIDATES_KEPT) if quantized else k
+    if certified is None:
+        certified = native and not sparse_rows
+    count = min(m - 1, k + CANDIDATES_EXTRA) if certified else k
+    kept = min(count, k + CANDIDATES_KEPT) if certified else k
     graph = KnnGraph(
         candidates=torch.empty(m, kept, dtype=torch.int64, device=feats.device),
         values=torch.empty(m, kept, dtype=torch.float64, device=feats.device),
         ceiling=torch.empty(m, dtype=torch.float64, device=feats.device),
         k=k,
     )
-    codes = quantize_up(feats) if quantized else None
-    # the exact value of a non-candidate is <= its bound, which is within `rounding` of the one
-    # computed; the candidates' values, computed in the features' precision, may exceed theirs
-    # by the accumulation's share
-    accumulation = feats.shape[1] * torch.finfo(feats.dtype).eps if feats.is_floating_point() else 0.0
-    bound = (1.0 + accumulation) * (1.0 + codes.rounding) if codes is not None else 1.0
-    blocks = _KernelBlocks(feats, _block_size(m, csr=sparse_rows and codes is None), codes, sparse_rows, entries)
+    bound = (quantize_up(feats) if non_negative else round_bf16(feats)) if certified else None
+    blocks = _KernelBlocks(feats, _block_size(m, csr=sparse_rows and bound is None), bound, sparse_rows, entries)
     for start, top_vals, cand in _candidates(blocks, count):
         rows = slice(start, start + len(cand))
-        if codes is None:  # products in the features' precision: their values are the kernel's
+        if bound is None:  # products in the features' precision: their values are the kernel's
             graph.candidates[rows], graph.values[rows] = cand, top_vals.double()
             graph.ceiling[rows] = _ceiling(top_vals[:, -1].double(), count, m)
             continue
-        certified = _certify(feats, start, cand, top_vals.double().clamp_min(0) * bound, k, kept)
-        graph.candidates[rows], graph.values[rows], graph.ceiling[rows], unsure = certified
+        certificate = _certify(feats, start, cand, bound.upper(top_vals), k, kept)
+        graph.candidates[rows], graph.values[rows], graph.ceiling[rows], unsure = certificate
         redo = start + unsure
         if len(redo):
             graph.candidates[redo], graph.values[redo], graph.ceiling[redo] = _search_rows(feats, redo, kept)

@@ -85,8 +85,11 @@ class SparseAutoencoder(nn.Module):
 
     def pre_activation_processed(self, x_tilde: torch.Tensor) -> torch.Tensor:
         """(x~ - b_pre) W_enc + b_enc, written as x~ W_enc + (b_enc - b_pre W_enc): the same value,
-        but b_pre's gradient then costs a vector-matrix product instead of a batch-sized matmul."""
-        return x_tilde @ self.W_enc + (self.b_enc - self.b_pre @ self.W_enc)
+        but b_pre's gradient then costs a vector-matrix product instead of a batch-sized matmul, and
+        the bias rides in the GEMM (no pass over the [B, n] result)."""
+        rows = x_tilde.reshape(-1, x_tilde.shape[-1])
+        a = torch.addmm(self.b_enc - self.b_pre @ self.W_enc, rows, self.W_enc)
+        return a.reshape(*x_tilde.shape[:-1], a.shape[-1])
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """a = (x~ - b_pre) W_enc + b_enc for RAW embeddings x [B, d] -> [B, n]."""
