@@ -102,7 +102,7 @@ def _work(ctx: Context, block: Block, code: Code) -> PathWork:
                 work.graph = alignment.knn_graph(z, ctx.options.cknna_k, entries=entries)
             else:
                 work.graph = alignment.update_knn_graph(dense.graph, z, differs, entries)
-            work.cknna = alignment.cknna_from_graphs(block.x, z, block.graph_x, work.graph)
+            work.cknna = alignment.cknna_from_graphs(block.graph_x, work.graph)
     return work
 
 

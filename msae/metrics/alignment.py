@@ -131,11 +131,6 @@ def sampled_kernel(left: torch.Tensor, right: torch.Tensor, idx: torch.Tensor) -
     return pattern.sampled_dot(left.to(dtype), right.to(dtype)).view(c, s).double()
 
 
-def kernel_at(feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Linear kernel values ⟨f_i, f_idx[i, t]⟩ in float64, [m, k]."""
-    return sampled_kernel(feats, feats, idx)
-
-
 def _cpu_flags() -> list[str]:
     try:
         return Path("/proc/cpuinfo").read_text().split()
@@ -546,13 +541,17 @@ def _pattern(idx: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch
     return rows[keep], idx[keep]
 
 
-def cknna_from_graphs(feats_a: torch.Tensor, feats_b: torch.Tensor, graph_a: KnnGraph, graph_b: KnnGraph) -> float:
-    """CKNNA from precomputed k-NN graphs (the raw-embedding graph is shared by every SAE path)."""
-    m = feats_a.shape[0]
+def cknna_from_graphs(graph_a: KnnGraph, graph_b: KnnGraph) -> float:
+    """CKNNA from the k-NN graphs of two representations of the same rows (the raw-embedding
+    graph is shared by every SAE path): the kernels are only read at neighbours, whose values the
+    graphs hold."""
+    m = graph_a.candidates.shape[0]
     sim_aa, sim_bb = graph_a.self_similarity, graph_b.self_similarity
-    shared = (graph_a.idx.unsqueeze(2) == graph_b.idx.unsqueeze(1)).any(dim=2)  # [m, k]
+    # the mutual neighbours: B's kernel there is among B's own neighbour values, no product needed
+    match = graph_a.idx.unsqueeze(2) == graph_b.idx.unsqueeze(1)  # [m, k, k], one match at most
+    shared = match.any(dim=2)
     rows, cols = _pattern(graph_a.idx, shared)
-    b_at_a = kernel_at(feats_b, graph_a.idx)
+    b_at_a = graph_b.vals.gather(1, match.to(torch.uint8).argmax(dim=2))
     sim_ab = hsic_unbiased_masked(rows, cols, graph_a.vals[shared], b_at_a[shared], m)
     denom = sim_aa * sim_bb
     return sim_ab / math.sqrt(denom) if denom > 0 else float("nan")
@@ -562,4 +561,4 @@ def cknna(feats_a: torch.Tensor, feats_b: torch.Tensor, k: int = 10) -> float:
     """CKNNA of two representations of the same m samples ([m, d_a] and [m, d_b])."""
     if feats_a.shape[0] != feats_b.shape[0]:
         raise ValueError(f"CKNNA needs the same samples: {feats_a.shape[0]} vs {feats_b.shape[0]} rows")
-    return cknna_from_graphs(feats_a, feats_b, knn_graph(feats_a, k), knn_graph(feats_b, k))
+    return cknna_from_graphs(knn_graph(feats_a, k), knn_graph(feats_b, k))
