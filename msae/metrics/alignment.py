@@ -171,7 +171,7 @@ class Quantized:
     entry by entry, so scale_i · scale_j · (q_i · q_j), an exact integer product, bounds the
     kernel ⟨f_i, f_j⟩ from above."""
 
-    q: torch.Tensor  # int8 [m, n], 0..QUANT_LEVELS
+    q: torch.Tensor  # int8 [m, n'], 0..QUANT_LEVELS, n' >= n a multiple of 4: zero columns added
     scale: torch.Tensor  # [m], the features' precision (float32 at least)
     accumulation: float  # relative error of a kernel value computed in the features' precision
 
@@ -195,16 +195,19 @@ def quantize_up(feats: torch.Tensor) -> Quantized:
     """`feats` (non-negative) as int8 codes q ≤ QUANT_LEVELS and per-row scales with scale · q ≥
     feats exactly: q = ceil(f · (1 + 2⁻²²) / scale), whose margin outweighs the roundings of the
     product and of the reciprocal (each ≤ 2⁻²⁴), and scale = max / (QUANT_LEVELS − 0.01) keeps the
-    largest code ≤ QUANT_LEVELS. Zero stays zero. Row chunks bound the float copy."""
+    largest code ≤ QUANT_LEVELS. Zero stays zero. Row chunks bound the float copy. The width is
+    padded with zeros to a multiple of 4: torch's CPU int8 matmul returns garbage for a width of 1
+    (found by the property test of the search), and zero columns leave every product unchanged."""
     dtype = torch.promote_types(feats.dtype, torch.float32)
     peak = feats.amax(dim=1).to(dtype) if feats.shape[1] else feats.new_zeros(feats.shape[0], dtype=dtype)
     scale = torch.where(peak > 0, peak / (QUANT_LEVELS - 0.01), torch.ones_like(peak))
     inverse = (1 + 2.0**-22) / scale
-    q = torch.empty(feats.shape, dtype=torch.int8, device=feats.device)
-    step = max(1, CHUNK_ELEMENTS // max(1, feats.shape[1]))
+    width = feats.shape[1]
+    q = torch.zeros(feats.shape[0], max(4, -(-width // 4) * 4), dtype=torch.int8, device=feats.device)
+    step = max(1, CHUNK_ELEMENTS // max(1, width))
     for s in range(0, feats.shape[0], step):
         part = feats[s : s + step].to(dtype) * inverse[s : s + step, None]
-        q[s : s + step] = part.ceil_().clamp_(0, QUANT_LEVELS)
+        q[s : s + step, :width] = part.ceil_().clamp_(0, QUANT_LEVELS)
     return Quantized(q, scale, feats.shape[1] * torch.finfo(dtype).eps)
 
 
@@ -212,9 +215,9 @@ def quantize_up(feats: torch.Tensor) -> Quantized:
 class Rounded:
     """Rows of any sign rounded to bf16, with the slack that makes their product an upper bound:
     |bf16 product − ⟨f_i, f_j⟩| ≤ ε Σ_l |f_il f_jl| ≤ ε ‖f_i‖ ‖f_j‖ (Cauchy–Schwarz), where ε
-    covers both inputs' rounding (2·2⁻⁹), a float32 accumulation (n·2⁻²⁴), the output's rounding
-    to bf16 (2⁻⁹), the candidates' values computed in float32 (n·2⁻²⁴) and the float32 sum with
-    the slack, with margin."""
+    covers both inputs' rounding (2·2⁻⁸: bf16 keeps 8 significant bits), a float32 accumulation
+    (n·2⁻²⁴), the output's rounding to bf16 (2⁻⁸), the candidates' values computed in float32
+    (n·2⁻²⁴) and the float32 sum with the slack, with margin."""
 
     low: torch.Tensor  # bf16 [m, n]
     norm: torch.Tensor  # float32 [m], rounded up
@@ -231,7 +234,7 @@ class Rounded:
 def round_bf16(feats: torch.Tensor) -> Rounded:
     """`feats` rounded to bf16, with the float64 norms of the rows rounded up to float32."""
     width = feats.shape[1]
-    slack = 1.01 * (3 * 2.0**-9 + 2 * width * 2.0**-24 + 4 * 2.0**-24)
+    slack = 1.01 * (3 * 2.0**-8 + 2 * width * 2.0**-24 + 4 * 2.0**-24)
     norm = torch.linalg.vector_norm(feats.double(), dim=1).float() * (1 + 2.0**-22)
     return Rounded(feats.to(torch.bfloat16), norm, slack)
 
