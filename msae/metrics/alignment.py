@@ -18,20 +18,22 @@ each block above the diagonal is computed once and feeds both its rows and its c
 products of a search row by row, and each row merges only the entries above its current k-th
 best (the diagonal blocks come first, so every row has a threshold before the others are read).
 Kernel values at the neighbours are those of products in the features' precision (float32 at
-least: ~1e-6 relative, far below CKNNA's own sampling error; the int8 search recomputes its
-candidates' values so) and are returned in float64.
+least: ~1e-6 relative, far below CKNNA's own sampling error; the certified search recomputes
+its candidates' values so) and are returned in float64.
 
-Speed: the neighbour search of SAE latents (non-negative) ranks the rows by upper bounds of the
-kernel computed in int8 where the CPU has int8 dot products (~1.8x bf16, ~7x float32): each row
-is rounded up to multiples of its own scale (`quantize_up`), so the exact integer product of two
-codes times the two scales is never below the kernel. Every row keeps k + CANDIDATES_EXTRA
-candidates, their kernel values are recomputed in the features' precision, and the row is
-accepted only if its k-th exact value exceeds the bound of its last candidate, which no other row
-can beat; the other rows are searched again in float32. The neighbours are those of the float32
-search. Codes with fewer than CSR_DENSITY_INT8 nonzeros (CSR_DENSITY where the int8 search does
-not apply) and at most CSR_MAX_ROW_ENTRIES per row (narrow top-k) are multiplied as CSR products
-instead, exact in float32, built from the code's own (index, values) entries when the caller has
-them (`RowEntries`).
+Speed: the neighbour search ranks the rows by upper bounds of the kernel (`KernelBound`), cheaper
+than the kernel, and certifies the result. SAE latents (non-negative) are rounded up to int8
+multiples of each row's own scale (`quantize_up`, where the CPU has int8 dot products: ~1.8x bf16,
+~7x float32), so the exact integer product of two codes times the two scales is never below the
+kernel; rows of any sign (the raw embeddings) are rounded to bf16, whose product plus a slack
+ε‖f_i‖‖f_j‖ bounds it (`round_bf16`). Every row ranks k + CANDIDATES_EXTRA candidates; the first
+k + CANDIDATES_KEPT get their kernel values in the features' precision, and the row is settled if
+its k-th value beats the next candidate's bound (no row outside those computed can exceed it);
+else all its candidates are computed, and a row that still fails is searched again in float32. The
+neighbours are those of the float32 search. Codes with fewer than CSR_DENSITY_INT8 nonzeros
+(CSR_DENSITY where the int8 search does not apply) and at most CSR_MAX_ROW_ENTRIES per row
+(narrow top-k) are multiplied as CSR products instead, exact in float32, built from the code's
+own (index, values) entries when the caller has them (`RowEntries`).
 
 Reuse: every graph keeps each row's candidates with exact values and a ceiling that no other row's
 kernel value exceeds. A code that differs from a searched one on a few rows only (a progressive
