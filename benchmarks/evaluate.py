@@ -59,11 +59,13 @@ gram = time.perf_counter()
 for s in range(0, len(block), step):
     low[s : s + step] @ low.T
 gram = time.perf_counter() - gram
-codes = quantize_up(block) if native_int8_cpu() else None
-gram_int8 = time.perf_counter()
-for s in range(0, len(block), step) if codes is not None else ():
-    codes.kernel(slice(s, s + step), slice(0, len(block)))
-gram_int8 = time.perf_counter() - gram_int8 if codes is not None else None
+gram_int8 = None
+if native_int8_cpu():
+    codes = quantize_up(block)
+    gram_int8 = time.perf_counter()
+    for s in range(0, len(block), step):
+        codes.kernel(slice(s, s + step), slice(0, len(block)))
+    gram_int8 = time.perf_counter() - gram_int8
 print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "seconds": res.seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
                   "gram_s": gram, "gram_int8_s": gram_int8,
                   "dense": res.metrics["dense"], "sparse_fvu": res.metrics["sparse"]["fvu"], "lp_kl": res.metrics["lp_kl"]}))

@@ -428,7 +428,8 @@ def knn_graph(
     non_negative = signs.numel() == 0 or bool(signs.min() >= 0)
     native = cpu and (native_int8_cpu() if non_negative else native_bf16_cpu())
     nonzeros = entries.nonzeros if entries is not None else int(latent_count(feats).sum())
-    density = CSR_DENSITY_INT8 if non_negative and (certified if certified is not None else native) else CSR_DENSITY
+    int8_alternative = non_negative and (native if certified is None else certified)
+    density = CSR_DENSITY_INT8 if int8_alternative else CSR_DENSITY
     sparse_rows = cpu and nonzeros < density * feats.numel() and nonzeros <= CSR_MAX_ROW_ENTRIES * m
     if certified is None:
         certified = native and not sparse_rows
