@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step as msae_step  # noqa: E402  (benchmarks/step.py: the adapter to msae)
 
+from msae.runtime import keep_freed_memory  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 Step = Callable[[torch.Tensor], object]
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.json")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
+    malloc_kept = keep_freed_memory()  # process-wide: every system below runs on the same allocator
     d, n, k, batch = args.d, args.n, args.k, args.batch_size
     torch.manual_seed(0)
     x = torch.randn(batch, d)
@@ -314,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": "fp32",
             "device": "cpu",
             "threads": torch.get_num_threads(),
+            "malloc_keeps_freed_memory": malloc_kept,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "rounds": args.rounds,
             "steps_per_round": args.steps,

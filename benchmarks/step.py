@@ -74,6 +74,8 @@ def specs_for(d: int, n: int, which: list[str]) -> list[Spec]:
     rw = [float(h - i) for i in range(h)]
     table = {
         "topk": Spec("topk k=32", "topk", d, n, [32], [1.0], False, {"k": 32}),
+        # the paper's last Matryoshka level (k = n) on its own: a floor under any Matryoshka step
+        "relu": Spec("relu (the k = n level)", "relu", d, n, [n], [1.0], False, {}),
         "batchtopk": Spec("batchtopk k=32", "batchtopk", d, n, [32], [1.0], True, {"k": 32}),
         "mat-rw": Spec(
             f"matryoshka rw {h} lv",
@@ -306,7 +308,14 @@ def run_spec(
 
 GRIDS = {
     # (d, n, configurations, paths)
-    "cpu": [(512, 4096, ["topk", "batchtopk", "mat-rw", "mat-uw", "mat-rw-btk", "mat-rw-sparse"], ["dense", "sparse"])],
+    "cpu": [
+        (
+            512,
+            4096,
+            ["topk", "batchtopk", "relu", "mat-rw", "mat-uw", "mat-rw-btk", "mat-rw-sparse"],
+            ["dense", "sparse"],
+        )
+    ],
     "paper": [
         (768, 6144, ["topk", "mat-rw"], ["dense", "sparse"]),
         (768, 24576, ["topk", "mat-rw", "mat-rw-sparse"], ["sparse"]),
@@ -397,7 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     for line in ratios:
         print(
             f"matryoshka / topk step ({line['d']}x{line['n']}, {line['state']}, {line['path']}): {line['ratio']:.2f}"
-            f"  [{line['config']}]"
+            + (
+                f", / relu {line['over_relu']:.2f} (relu / topk {line['relu_over_topk']:.2f})"
+                if line["over_relu"]
+                else ""
+            )
+            + f"  [{line['config']}]"
         )
     write_json_atomic(
         args.out,
@@ -423,21 +437,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _matryoshka_over_topk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Step-time ratio of each Matryoshka row to the TopK row of the same size and path."""
+    """Step-time ratio of each Matryoshka row to the TopK row of the same size, state and path,
+    and to the ReLU row (its own last level alone) when the grid has one."""
+
+    def same(r: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+        key = (r["d"], r["n"], r["path"], r["state"])
+        return next(
+            (t for t in rows if t["config"].startswith(prefix) and (t["d"], t["n"], t["path"], t["state"]) == key), None
+        )
+
     out = []
     for r in rows:
-        if r["variant"] != "matryoshka":
-            continue
-        top = next(
-            (
-                t
-                for t in rows
-                if t["config"].startswith("topk")
-                and (t["d"], t["n"], t["path"], t["state"]) == (r["d"], r["n"], r["path"], r["state"])
-            ),
-            None,
-        )
-        if top:
+        top, relu = same(r, "topk"), same(r, "relu")
+        if r["variant"] == "matryoshka" and top:
             out.append(
                 {
                     "config": r["config"],
@@ -446,6 +458,8 @@ def _matryoshka_over_topk(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "n": r["n"],
                     "path": r["path"],
                     "ratio": r["step_ms"] / top["step_ms"],
+                    "over_relu": r["step_ms"] / relu["step_ms"] if relu else None,
+                    "relu_over_topk": relu["step_ms"] / top["step_ms"] if relu else None,
                 }
             )
     return out

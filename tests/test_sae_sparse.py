@@ -272,10 +272,12 @@ def test_nested_rank_prefixes_are_the_top_sets(rows, counts):
         assert torch.equal(got, order[:, :c].sort(dim=1).values), f"prefix {c}"
 
 
+@pytest.mark.parametrize("n_cols", [20, 40_000], ids=["int16-keys", "int32-keys"])
 @pytest.mark.parametrize("rows_sorted", [True, False], ids=["stable-sort", "key-sort"])
-def test_column_order_lists_entries_latent_by_latent(rows_sorted):
+def test_column_order_lists_entries_latent_by_latent(rows_sorted, n_cols):
+    """Latents past int16's range too: the stable sort runs on the narrowest keys that hold them."""
     g = torch.Generator().manual_seed(3)
-    n_rows, n_cols, per_row = 30, 20, 6
+    n_rows, per_row = 30, 6
     cols = torch.stack([torch.randperm(n_cols, generator=g)[:per_row] for _ in range(n_rows)]).reshape(-1)
     rows = torch.arange(n_rows).repeat_interleave(per_row)
     if not rows_sorted:
@@ -286,6 +288,14 @@ def test_column_order_lists_entries_latent_by_latent(rows_sorted):
     keys = (cols * n_rows + rows)[perm]
     assert torch.all(keys[1:] > keys[:-1])
     assert torch.equal(pointers[1:] - pointers[:-1], torch.bincount(cols, minlength=n_cols))
+
+
+@pytest.mark.parametrize(
+    ("bound", "dtype"),
+    [(1, torch.int16), (2**15, torch.int16), (2**15 + 1, torch.int32), (2**31, torch.int32), (2**31 + 1, torch.int64)],
+)
+def test_narrowest_int_holds_every_value_below_the_bound(bound, dtype):
+    assert kernels.narrowest_int(bound) == dtype
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

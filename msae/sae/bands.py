@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from msae.sae.activations import kept_minimum
 from msae.sae.kernels import Pattern, column_order
 
 # A band whose mean count per row exceeds this share of the latents is decoded densely (a masked
@@ -98,12 +99,14 @@ class Selection:
     """The sparse bands of one batch, entries grouped by sample and, within a sample, by band:
     `pre_values` [N] their pre-activations, `by_sample` the (sample, latent) pattern and
     `by_band` the same entries on rows (sample b, band slot s) -> b*S + s, so that one product
-    decodes every sparse band of every sample; `dead` AuxK's entries when asked for."""
+    decodes every sparse band of every sample; `kept_min` the smallest positive activation of the
+    first level (BatchTopK's threshold sample); `dead` AuxK's entries when asked for."""
 
     pre_values: torch.Tensor
     by_sample: Pattern
     by_band: Pattern
     slots: int  # S: number of sparse bands
+    kept_min: torch.Tensor
     dead: DeadEntries | None = None
 
 
@@ -125,7 +128,7 @@ class Plan:
 
     @property
     def all_sparse(self) -> bool:
-        return all(i in self.sparse_bands or self.is_empty(i) for i in range(len(self.counts)))
+        return not self.dense_bands
 
     def band_range(self, band: int) -> tuple[int, int]:
         return (self.counts[band - 1] if band else 0), self.counts[band]
@@ -161,7 +164,7 @@ class Plan:
         if not ranges:
             empty = torch.zeros(0, dtype=torch.int64, device=a.device)
             pattern = Pattern(empty, empty, b, n, self.backend, rows_sorted=True)
-            return Selection(a.new_zeros(0), pattern, pattern, 0, aux)
+            return Selection(a.new_zeros(0), pattern, pattern, 0, kept_minimum(self.first_level(a)), aux)
         assert self.ranked is not None
         # the ranked columns the sparse bands cover, ascending, and each one's band slot
         ranks = torch.cat([torch.arange(lo, hi, device=a.device) for lo, hi in ranges])
@@ -201,20 +204,33 @@ class Plan:
 
         by_sample = Pattern(sample, cols, b, n, self.backend, rows_sorted=True, col_order=shared_order)
         by_band = Pattern(band_rows, cols, b * slots, n, self.backend, rows_sorted=True, col_order=shared_order)
-        return Selection(pre, by_sample, by_band, slots, aux)
+        return Selection(pre, by_sample, by_band, slots, kept_minimum(self.first_level(a)), aux)
+
+    def first_level(self, a: torch.Tensor) -> torch.Tensor:
+        """The pre-activations ranked into the first level, after `select`: the top counts[0] of
+        each ranked row, or all of them when the first level reaches the end of the ranking."""
+        view = a.reshape(1, -1) if self.over_batch else a
+        if self.ranked is None or self.counts[0] > self.ranked.shape[1]:
+            return view
+        return view.gather(1, self.ranked[:, : self.counts[0]])
+
+    @property
+    def dense_bands(self) -> list[int]:
+        """The bands decoded as dense masked matmuls (neither sparse nor empty), ascending."""
+        return [i for i in range(len(self.counts)) if i not in self.sparse_bands and not self.is_empty(i)]
 
     def dense_mask(self, band: int, a: torch.Tensor) -> torch.Tensor:
-        """0/1 mask [B, n] of a band decoded densely (the ReLU included)."""
+        """Boolean mask [B, n] of a band decoded densely, the ReLU included (a > 0)."""
         lo, hi = self.band_range(band)
         view_shape = (1, self.width) if self.over_batch else tuple(a.shape)
         if self._is_rest(band):
-            mask = torch.ones(view_shape, dtype=a.dtype, device=a.device)
+            mask = torch.ones(view_shape, dtype=torch.bool, device=a.device)
             if self.ranked is not None:
-                mask.scatter_(1, self.ranked[:, :lo], 0.0)
+                mask.scatter_(1, self.ranked[:, :lo], False)
         else:
             assert self.ranked is not None
-            mask = torch.zeros(view_shape, dtype=a.dtype, device=a.device).scatter_(1, self.ranked[:, lo:hi], 1.0)
-        return mask.view_as(a) * (a > 0).to(a.dtype)
+            mask = torch.zeros(view_shape, dtype=torch.bool, device=a.device).scatter_(1, self.ranked[:, lo:hi], True)
+        return mask.view_as(a) & (a > 0)
 
 
 def make_plan(

@@ -9,10 +9,11 @@ the products):
 - Every sparse band is decoded once, as one product over stacked rows (band, sample); each
   level's loss comes from the running residual over bands (`_NestedResiduals`: no stack of the
   levels' reconstructions, and a reverse running sum as its backward).
-- Encoder (`_SparseEncode`): the forward matmul is dense (the top-k needs every pre-activation),
+- Encoder (`_Encode`): the forward matmul is dense (the top-k needs every pre-activation),
   but its weight gradient x^T G has only k nonzeros per row of G and is one transposed sparse
-  product too. A densely decoded band (the paper's last level, ReLU over all latents) makes the
-  encoder gradient dense, so the encoder then runs through ordinary autograd.
+  product too. A densely decoded band (the paper's last level, ReLU over all latents) makes G
+  dense: the same Function then returns that band's code under a boolean mask and gathers every
+  gradient on the pre-activations into one [B, n] buffer for a matmul.
 - Levels wider than the code: when the plan has a dense band, the CPU first counts each sample's
   positive pre-activations and clips the levels to them (msae.sae.bands.make_plan): the ReLU
   zeroes everything ranked below, so a trained SAE's sparser code shrinks the paper's k = n level
@@ -59,18 +60,25 @@ class AuxK:
     alpha: float
 
 
-class _SparseEncode(torch.autograd.Function):
-    """values = ReLU((x W + c)[selected]) with the selection made inside from the dense
-    pre-activations (and AuxK's dead entries, when asked for). Backward: G has one nonzero per
-    selected entry, so dL/dW = x^T G and dL/dc = column sums of G are sparse products
-    ("sparse"), or a dense matmul ("dense")."""
+class _Encode(torch.autograd.Function):
+    """The code of one batch from its pre-activations a = x W + c (computed here, or passed in
+    when the plan was clipped to them): the sparse bands' values ReLU(a[selected]), AuxK's values
+    when asked for, and each dense band's [B, n] code ReLU(a) on its mask. The masks are kept as
+    booleans, the code is one `where`, and the backward writes every gradient on a into one [B, n]
+    buffer: no float masks, no zero-filled scatter per part, no sum of them.
+
+    Backward: G = dL/da has one nonzero per selected entry, plus the dense bands' masked
+    gradients. With no dense band, dL/dW = x^T G and dL/dc = column sums of G are sparse products
+    ("sparse") or one dense matmul ("dense"); a dense band makes G dense, and it is a matmul."""
 
     @staticmethod
     def forward(ctx: Any, x, w_enc, c, plan: Plan, encoder_backward: str, dead, dead_k: int, a=None):  # type: ignore[override]
         with torch.no_grad():
-            if a is None:  # else computed already, to plan the bands
+            if a is None:
                 a = torch.addmm(c, x, w_enc)  # the bias rides in the GEMM's epilogue
             selection = plan.select(a, dead, dead_k)
+            masks = [plan.dense_mask(band, a) for band in plan.dense_bands]
+            codes = [torch.where(mask, a, 0.0) for mask in masks]
         pre = selection.pre_values
         gate = (pre > 0).to(pre.dtype)
         if selection.dead is not None:
@@ -78,20 +86,29 @@ class _SparseEncode(torch.autograd.Function):
             aux_values = a.gather(1, selection.dead.index).reshape(-1) * aux_gate
         else:
             aux_gate = aux_values = a.new_zeros(0)
-        ctx.save_for_backward(x, w_enc, gate, aux_gate)
+        ctx.save_for_backward(x, w_enc, gate, aux_gate, *masks)
         ctx.selection, ctx.encoder_backward = selection, encoder_backward
-        return pre * gate, aux_values, selection
+        return pre * gate, aux_values, selection, *codes
 
     @staticmethod
-    def backward(ctx: Any, grad_values: torch.Tensor, grad_aux: torch.Tensor | None, _unused: Any):  # type: ignore[override]
-        x, w_enc, gate, aux_gate = ctx.saved_tensors
+    def backward(
+        ctx: Any, grad_values: torch.Tensor, grad_aux: torch.Tensor | None, _unused: Any, *grad_codes: torch.Tensor
+    ):  # type: ignore[override]
+        x, w_enc, gate, aux_gate, *masks = ctx.saved_tensors
         selection: Selection = ctx.selection
         parts: list[tuple[Pattern, torch.Tensor]] = [(selection.by_sample, grad_values * gate)]
         if selection.dead is not None and grad_aux is not None:
             parts.append((selection.dead.pattern, grad_aux * aux_gate))
         grad_x = grad_w = grad_c = None
-        if ctx.encoder_backward == "dense":
-            dense = sum((p.scatter_dense(g) for p, g in parts[1:]), parts[0][0].scatter_dense(parts[0][1]))
+        if masks or ctx.encoder_backward == "dense":
+            dense = x.new_zeros(x.shape[0], w_enc.shape[1]) if not masks else None
+            for mask, grad in zip(masks, grad_codes):  # the bands' masks are disjoint
+                dense = torch.where(mask, grad, 0.0 if dense is None else dense)
+            assert dense is not None
+            # the selected entries are distinct and outside every dense band's mask; AuxK's may
+            # repeat them, so those accumulate
+            for i, (pattern, grad) in enumerate(parts):
+                dense.index_put_((pattern.rows, pattern.cols), grad, accumulate=i > 0)
             grad_w = x.T @ dense if ctx.needs_input_grad[1] else None
             grad_c = dense.sum(0) if ctx.needs_input_grad[2] else None
             grad_x = dense @ w_enc.T if ctx.needs_input_grad[0] else None
@@ -106,24 +123,6 @@ class _SparseEncode(torch.autograd.Function):
             w_t = w_enc.T.contiguous()
             grad_x = sum((p.mm(g, w_t) for p, g in parts[1:]), parts[0][0].mm(parts[0][1], w_t))
         return grad_x, grad_w, grad_c, None, None, None, None, None
-
-
-class _Encode(torch.autograd.Function):
-    """a = x W + c, already computed without gradient (to count the positives); backward is the
-    affine map's."""
-
-    @staticmethod
-    def forward(ctx: Any, x, w_enc, c, a):  # type: ignore[override]
-        ctx.save_for_backward(x, w_enc)
-        return a
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
-        x, w_enc = ctx.saved_tensors
-        grad_x = grad @ w_enc.T if ctx.needs_input_grad[0] else None
-        grad_w = x.T @ grad if ctx.needs_input_grad[1] else None
-        grad_c = grad.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_c, None
 
 
 def nested_objective(
@@ -173,32 +172,16 @@ def nested_objective(
                 a_counted = torch.addmm(c, x_c, w_enc)
             row_positives = _row_positives(a_counted, over_batch)
             plan = make_plan(batch, n, ks, over_batch, plan.backend, dense_fraction, row_positives)
-        if plan.all_sparse:
-            values, aux_values, selection = _SparseEncode.apply(
-                x_c, w_enc, c, plan, encoder_backward, dead, dead_k, a_counted
-            )
-            a = None
-        else:
-            a = torch.addmm(c, x_c, w_enc) if a_counted is None else _Encode.apply(x_c, w_enc, c, a_counted)
-            with torch.no_grad():
-                selection = plan.select(a.detach(), dead, dead_k)
-            pre = _gather_entries(a, selection, plan)
-            values = pre * (pre > 0).to(pre.dtype)
-            if selection.dead is not None:
-                aux_values = a.gather(1, selection.dead.index).reshape(-1) * selection.dead.gate
-        n_bands = len(plan.counts)
-        parts: list[torch.Tensor | None] = [None] * n_bands
+        values, aux_values, selection, *dense_z = _Encode.apply(
+            x_c, w_enc, c, plan, encoder_backward, dead, dead_k, a_counted
+        )
+        parts: list[torch.Tensor | None] = [None] * len(plan.counts)  # an empty band adds nothing
         if plan.sparse_bands:
             decoded = sparse_decode(values, w_dec, selection.by_band).view(batch, selection.slots, -1)
             for band, part in zip(plan.sparse_bands, decoded.unbind(1)):  # one stacked gradient
                 parts[band] = part
-        dense_z: list[torch.Tensor] = []
-        for band in range(n_bands):
-            if parts[band] is None and not plan.is_empty(band):  # an empty band adds nothing
-                assert a is not None
-                z = a * plan.dense_mask(band, a.detach())
-                dense_z.append(z)
-                parts[band] = z @ w_dec
+        for band, z in zip(plan.dense_bands, dense_z):
+            parts[band] = z @ w_dec
         e_hat = sparse_decode(aux_values, w_dec, selection.dead.pattern) if selection.dead is not None else None
     rows = losses.row_weights(loss, x_tilde, x_sq)
     scales = torch.stack([f * rows for f in losses.level_factors(weights)])
@@ -210,8 +193,7 @@ def nested_objective(
         counts = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, selection.by_sample.cols, active)
         for z in dense_z:
             counts += (z.detach() > 0).sum(0)
-        kept_min = _kept_min(selection, values.detach(), plan, dense_z)
-    return Objective(loss=total, x_hat=first, latent_counts=counts, kept_min=kept_min)
+    return Objective(loss=total, x_hat=first, latent_counts=counts, kept_min=selection.kept_min)
 
 
 class _NestedResiduals(torch.autograd.Function):
@@ -254,22 +236,6 @@ def _row_positives(a: torch.Tensor, over_batch: bool) -> torch.Tensor:
     """Positive pre-activations per row of the ranked view (the batch's one count, for BatchTopK)."""
     positive = a.detach() > 0
     return positive.sum(dtype=torch.int64).view(1) if over_batch else positive.sum(1, dtype=torch.int32)
-
-
-def _gather_entries(a: torch.Tensor, selection: Selection, plan: Plan) -> torch.Tensor:
-    """a at the selected entries, differentiably (dense-encoder mode)."""
-    return a.reshape(-1).take(selection.by_sample.rows * plan.n + selection.by_sample.cols)
-
-
-def _kept_min(selection: Selection, values: torch.Tensor, plan: Plan, dense_z: list[torch.Tensor]) -> torch.Tensor:
-    """Smallest positive activation of the first level (0 if none), as act.kept_minimum."""
-    if plan.sparse_bands and plan.sparse_bands[0] == 0:
-        first = torch.where(selection.by_band.rows % selection.slots == 0, values, torch.zeros_like(values))
-    else:
-        first = dense_z[0].reshape(-1)
-    positive = torch.where(first > 0, first, torch.full_like(first, float("inf")))
-    low = positive.min() if positive.numel() else positive.new_tensor(float("inf"))
-    return torch.where(torch.isfinite(low), low, torch.zeros_like(low)).float()
 
 
 def topk_latents(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
