@@ -32,16 +32,19 @@ def resolve_device(name: str = "auto") -> torch.device:
 # glibc hands every block above its mmap threshold (32 MB at most, and only after it has adapted)
 # to the OS on free and trims the heap's top above 128 KB, so each new [4096, 4096] float tensor
 # is fresh pages to fault in: 18 ms to allocate and fill 64 MB on 2 cores, 2 ms when reused, and
-# ~25% of a CPU Matryoshka step. Blocks below these stay in the heap for reuse instead; the peak
-# is the same, but the process keeps its heap until it exits.
+# ~25% of a CPU Matryoshka step. Blocks below these stay in the heap for reuse instead. The cost:
+# the process keeps its heap until it exits, and freed blocks do not always fit later requests
+# (`msae evaluate` at 100k rows peaked at 2.9-3.2 GB instead of 2.6 GB).
 MALLOC_KEEP_BYTES = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # the user's own choice wins
 
 
 def keep_freed_memory() -> bool:
     """Serve tensors below MALLOC_KEEP_BYTES from glibc's heap and keep freed ones for reuse.
-    Whether it applied: Linux with glibc only (other C libraries have no mallopt)."""
-    if not sys.platform.startswith("linux"):
+    Whether it applied: Linux with glibc only (other C libraries have no mallopt), and not when
+    the user tuned glibc's malloc through its environment variables (GLIBC_MALLOC_ENV)."""
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in GLIBC_MALLOC_ENV):
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:

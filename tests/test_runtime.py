@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import sys
 
 import pytest
+
+from msae.runtime import GLIBC_MALLOC_ENV
 
 PROBE = """
 import ctypes, sys, torch
@@ -28,9 +31,10 @@ print(applied, during.hblkhd - before.hblkhd, after.arena - during.arena, after.
 """
 
 
-def _probe(mode: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout
-    return out.split()
+def _probe(mode: str, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in GLIBC_MALLOC_ENV}
+    command = [sys.executable, "-c", PROBE, mode]
+    return subprocess.run(command, capture_output=True, text=True, check=True, env={**clean, **env}).stdout.split()
 
 
 @pytest.mark.skipif(
@@ -44,3 +48,13 @@ def test_big_tensors_come_from_the_heap_and_stay_there_when_freed():
     assert applied == "True"
     assert int(mapped) == 0  # served from the heap ...
     assert int(arena_change) == 0 and int(freed_kept) >= 63 << 20  # ... and kept there once freed
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="mallopt/mallinfo2 are glibc's (Linux); elsewhere keep_freed_memory does nothing",
+)
+@pytest.mark.parametrize("name", GLIBC_MALLOC_ENV)
+def test_a_user_tuned_glibc_malloc_is_left_alone(name):
+    applied, mapped, _, _ = _probe("keep", **{name: str(32 << 20)})
+    assert applied == "False" and int(mapped) >= 64 << 20
