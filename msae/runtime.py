@@ -34,7 +34,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 # is fresh pages to fault in: 18 ms to allocate and fill 64 MB on 2 cores, 2 ms when reused, and
 # ~25% of a CPU Matryoshka step. Blocks below these stay in the heap for reuse instead. The cost:
 # the process keeps its heap until it exits, and freed blocks do not always fit later requests
-# (`msae evaluate` at 100k rows peaked at 2.9-3.2 GB instead of 2.6 GB).
+# (`msae evaluate` at 100k rows peaked at 2.7-3.2 GB instead of 2.6 GB).
 MALLOC_KEEP_BYTES = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # the user's own choice wins
