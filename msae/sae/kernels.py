@@ -190,11 +190,6 @@ class Pattern:
             out[part] = torch.sparse.sampled_addmm(mask, left, block.T, beta=0.0).values()
         return out
 
-    def scatter_dense(self, values: torch.Tensor) -> torch.Tensor:
-        """The [n_rows, n_cols] dense matrix (reference path and dense encoder gradient)."""
-        out = torch.zeros(self.n_rows, self.n_cols, dtype=values.dtype, device=values.device)
-        return out.index_put_((self.rows, self.cols), values, accumulate=True)
-
 
 class _SparseDecode(torch.autograd.Function):
     """out = Z W for Z given by (values, pattern); backward touches only the active rows of W."""
