@@ -204,7 +204,7 @@ def flops(
     plan = bands.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction)
     if row_positives is not None and not plan.all_sparse:
         plan = bands.make_plan(batch, spec.n, spec.ks, spec.over_batch, "csr", dense_fraction, row_positives)
-    dense_bands = sum(1 for i in range(len(plan.counts)) if i not in plan.sparse_bands and not plan.is_empty(i))
+    dense_bands = len(plan.dense_bands)
     rows = row_positives if row_positives is not None else torch.full((1 if spec.over_batch else batch,), plan.width)
     entries = float(sum((rows - lo).clamp(0, hi - lo).sum() for lo, hi in map(plan.band_range, plan.sparse_bands)))
     sparse_work = 2.0 * entries * spec.d * 4  # decode, grad of values, grad of W_dec, grad of W_enc
