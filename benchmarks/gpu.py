@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.append((dtype, "topk", ["dense", "sparse"], ["gather"], ["sparse", "dense"], [None], 5))
         plan.append((dtype, "topk", ["dense", "sparse"], ["csr", "hybrid"], ["sparse"], [None], 5))
         plan.append((dtype, "batchtopk", ["dense", "sparse"], [None], ["sparse"], [None], 5))
+        plan.append((dtype, "relu", ["sparse"], [None], ["sparse"], [None], 3))  # the k = n level alone
         plan.append((dtype, "mat-rw-sparse", ["dense", "sparse"], [None], ["sparse"], [None, 1.0], 3))
         plan.append((dtype, "mat-rw", ["dense", "sparse"], [None], ["sparse"], [None, 0.0, 0.005, 0.02, 0.1], 2))
     for dtype in args.dtypes.split(","):
