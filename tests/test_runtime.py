@@ -31,16 +31,19 @@ print(applied, during.hblkhd - before.hblkhd, after.arena - during.arena, after.
 """
 
 
+glibc_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="mallopt/mallinfo2 are glibc's (Linux); elsewhere keep_freed_memory does nothing",
+)
+
+
 def _probe(mode: str, **env: str) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if k not in GLIBC_MALLOC_ENV}
     command = [sys.executable, "-c", PROBE, mode]
     return subprocess.run(command, capture_output=True, text=True, check=True, env={**clean, **env}).stdout.split()
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
-    reason="mallopt/mallinfo2 are glibc's (Linux); elsewhere keep_freed_memory does nothing",
-)
+@glibc_only
 def test_big_tensors_come_from_the_heap_and_stay_there_when_freed():
     applied, mapped, _, _ = _probe("default")
     assert applied == "None" and int(mapped) >= 64 << 20  # the probe sees glibc's default: a fresh mapping
@@ -50,10 +53,7 @@ def test_big_tensors_come_from_the_heap_and_stay_there_when_freed():
     assert int(arena_change) == 0 and int(freed_kept) >= 63 << 20  # ... and kept there once freed
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
-    reason="mallopt/mallinfo2 are glibc's (Linux); elsewhere keep_freed_memory does nothing",
-)
+@glibc_only
 @pytest.mark.parametrize("name", GLIBC_MALLOC_ENV)
 def test_a_user_tuned_glibc_malloc_is_left_alone(name):
     applied, mapped, _, _ = _probe("keep", **{name: str(32 << 20)})

@@ -158,13 +158,14 @@ class Plan:
         view = a.reshape(1, -1) if self.over_batch else a
         partial = self._rank_counts()
         self.ranked = nested_rank(view, partial) if partial else None
+        kept_min = kept_minimum(self.first_level(a))
         aux = dead_topk(a, dead, dead_k, self.backend) if dead is not None else None
         slots = len(self.sparse_bands)
         ranges = [self.band_range(i) for i in self.sparse_bands]
         if not ranges:
             empty = torch.zeros(0, dtype=torch.int64, device=a.device)
             pattern = Pattern(empty, empty, b, n, self.backend, rows_sorted=True)
-            return Selection(a.new_zeros(0), pattern, pattern, 0, kept_minimum(self.first_level(a)), aux)
+            return Selection(a.new_zeros(0), pattern, pattern, 0, kept_min, aux)
         assert self.ranked is not None
         # the ranked columns the sparse bands cover, ascending, and each one's band slot
         ranks = torch.cat([torch.arange(lo, hi, device=a.device) for lo, hi in ranges])
@@ -204,7 +205,7 @@ class Plan:
 
         by_sample = Pattern(sample, cols, b, n, self.backend, rows_sorted=True, col_order=shared_order)
         by_band = Pattern(band_rows, cols, b * slots, n, self.backend, rows_sorted=True, col_order=shared_order)
-        return Selection(pre, by_sample, by_band, slots, kept_minimum(self.first_level(a)), aux)
+        return Selection(pre, by_sample, by_band, slots, kept_min, aux)
 
     def first_level(self, a: torch.Tensor) -> torch.Tensor:
         """The pre-activations ranked into the first level, after `select`: the top counts[0] of

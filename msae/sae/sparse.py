@@ -101,10 +101,9 @@ class _Encode(torch.autograd.Function):
             parts.append((selection.dead.pattern, grad_aux * aux_gate))
         grad_x = grad_w = grad_c = None
         if masks or ctx.encoder_backward == "dense":
-            dense = x.new_zeros(x.shape[0], w_enc.shape[1]) if not masks else None
-            for mask, grad in zip(masks, grad_codes):  # the bands' masks are disjoint
-                dense = torch.where(mask, grad, 0.0 if dense is None else dense)
-            assert dense is not None
+            dense = torch.where(masks[0], grad_codes[0], 0.0) if masks else x.new_zeros(x.shape[0], w_enc.shape[1])
+            for mask, grad in zip(masks[1:], grad_codes[1:]):  # the bands' masks are disjoint
+                dense = torch.where(mask, grad, dense)
             # the selected entries are distinct and outside every dense band's mask; AuxK's may
             # repeat them, so those accumulate
             for i, (pattern, grad) in enumerate(parts):
